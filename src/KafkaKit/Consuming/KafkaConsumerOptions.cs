@@ -1,0 +1,6 @@
+namespace KafkaKit.Consuming;
+
+/// <summary>Placeholder replaced below.</summary>
+public sealed class KafkaConsumerOptions
+{
+}

@@ -1,0 +1,47 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace KafkaKit.Diagnostics;
+
+/// <summary>The instruments of the "KafkaKit" meter (names after the OpenTelemetry messaging conventions where one exists).</summary>
+internal static class KafkaKitMetrics
+{
+    public const string MeterName = "KafkaKit";
+
+    private static readonly Meter Meter = new(MeterName, typeof(KafkaKitMetrics).Assembly.GetName().Version?.ToString());
+
+    /// <summary>messaging.client.sent.messages: messages whose delivery was reported, tagged with topic and error.type on failure.</summary>
+    public static readonly Counter<long> SentMessages = Meter.CreateCounter<long>(
+        "messaging.client.sent.messages", "{message}", "Messages whose delivery outcome was reported (error.type set when it failed).");
+
+    /// <summary>messaging.client.consumed.messages: messages handed to a handler.</summary>
+    public static readonly Counter<long> ConsumedMessages = Meter.CreateCounter<long>(
+        "messaging.client.consumed.messages", "{message}", "Messages delivered to a handler.");
+
+    /// <summary>messaging.process.duration: handler run time, seconds.</summary>
+    public static readonly Histogram<double> ProcessDuration = Meter.CreateHistogram<double>(
+        "messaging.process.duration", "s", "Duration of one handler call.");
+
+    /// <summary>kafkakit.producer.callback.errors: exceptions thrown by user delivery callbacks.</summary>
+    public static readonly Counter<long> CallbackErrors = Meter.CreateCounter<long>(
+        "kafkakit.producer.callback.errors", "{exception}", "Exceptions thrown by delivery callbacks (logged, not propagated).");
+
+    /// <summary>kafkakit.producer.backpressure.wait: time an enqueue waited for room, seconds.</summary>
+    public static readonly Histogram<double> BackpressureWait = Meter.CreateHistogram<double>(
+        "kafkakit.producer.backpressure.wait", "s", "Time an enqueue waited for room in the local queue.");
+
+    /// <summary>kafkakit.consumer.commit.failures: offset commits refused by the cluster.</summary>
+    public static readonly Counter<long> CommitFailures = Meter.CreateCounter<long>(
+        "kafkakit.consumer.commit.failures", "{commit}", "Offset commits that failed (logged; the next commit carries the offsets).");
+
+    /// <summary>kafkakit.consumer.handler.errors: handler failures after retries, by outcome.</summary>
+    public static readonly Counter<long> HandlerErrors = Meter.CreateCounter<long>(
+        "kafkakit.consumer.handler.errors", "{message}", "Messages whose handling failed after retries, tagged with the action taken.");
+
+    public static TagList Tags(string clientName, string topic) => new()
+    {
+        { "messaging.system", "kafka" },
+        { "messaging.client.id", clientName },
+        { "messaging.destination.name", topic },
+    };
+}

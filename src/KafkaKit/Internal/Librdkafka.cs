@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using Confluent.Kafka;
+
+namespace KafkaKit.Internal;
+
+/// <summary>
+/// The librdkafka image Confluent.Kafka loaded, for the few C calls Confluent.Kafka does not expose.
+/// </summary>
+/// <remarks>
+/// P/Invoke must reach the very image Confluent.Kafka loaded, not a second copy: on Debian the default linux-x64
+/// librdkafka.so cannot load (it links libsasl2.so.3) and Confluent.Kafka falls back to another variant. So the process
+/// is asked which librdkafka image is mapped instead of guessing a file name.
+/// </remarks>
+internal static partial class Librdkafka
+{
+    internal const string LibraryName = "librdkafka";
+
+    internal const int PurgeQueue = 0x1;
+    internal const int PurgeInFlight = 0x2;
+    internal const int PurgeNonBlocking = 0x4;
+
+    private static readonly Lazy<IntPtr> LoadedImage = new(LoadImage, LazyThreadSafetyMode.ExecutionAndPublication);
+    private static int _resolverSet;
+
+    /// <summary>Gets the handle of the loaded librdkafka image, loading it through Confluent.Kafka first.</summary>
+    /// <exception cref="InvalidOperationException">No librdkafka image could be found in the process.</exception>
+    internal static IntPtr Handle => LoadedImage.Value;
+
+    /// <summary>Binds <paramref name="assembly"/>'s <c>librdkafka</c> P/Invokes to the image Confluent.Kafka loaded.</summary>
+    /// <param name="assembly">The assembly whose DllImports name <see cref="LibraryName"/>.</param>
+    internal static void BindImports(Assembly assembly)
+    {
+        _ = Handle;
+        if (assembly == typeof(Librdkafka).Assembly && Interlocked.Exchange(ref _resolverSet, 1) == 1)
+        {
+            return;
+        }
+
+        try
+        {
+            NativeLibrary.SetDllImportResolver(assembly, static (name, _, _) => name == LibraryName ? Handle : IntPtr.Zero);
+        }
+        catch (InvalidOperationException)
+        {
+            // A resolver is set already for this assembly: it is this one.
+        }
+    }
+
+    /// <summary>
+    /// Purges a producer's queued and in-flight messages (rd_kafka_purge); each gets a delivery report with
+    /// <see cref="ErrorCode.Local_PurgeQueue"/> or <see cref="ErrorCode.Local_PurgeInflight"/>, served by the producer's
+    /// poll thread.
+    /// </summary>
+    /// <param name="handle">The producer's handle.</param>
+    /// <returns><see langword="true"/> when the purge ran; <see langword="false"/> when the native handle could not be reached.</returns>
+    internal static bool TryPurge(Handle handle)
+    {
+        var safeHandle = NativeHandleOf(handle);
+        if (safeHandle is null)
+        {
+            return false;
+        }
+
+        BindImports(typeof(Librdkafka).Assembly);
+        var added = false;
+        try
+        {
+            safeHandle.DangerousAddRef(ref added);
+            return rd_kafka_purge(safeHandle.DangerousGetHandle(), PurgeQueue | PurgeInFlight | PurgeNonBlocking) == 0;
+        }
+        finally
+        {
+            if (added)
+            {
+                safeHandle.DangerousRelease();
+            }
+        }
+    }
+
+    // Confluent.Kafka keeps the rd_kafka_t in an internal SafeHandle; no public purge exists (librdkafka has one).
+    private static SafeHandle? NativeHandleOf(Handle handle) =>
+        typeof(Handle).GetProperty("LibrdkafkaHandle", BindingFlags.Instance | BindingFlags.NonPublic)?.GetValue(handle) as SafeHandle;
+
+    private static IntPtr LoadImage()
+    {
+        _ = Library.Version; // forces Confluent.Kafka to choose and load its librdkafka variant
+        using var process = Process.GetCurrentProcess();
+        foreach (ProcessModule module in process.Modules)
+        {
+            var name = module.ModuleName ?? string.Empty;
+            if (name.Contains(LibraryName, StringComparison.OrdinalIgnoreCase)
+                && !name.Contains("librdkafkacpp", StringComparison.OrdinalIgnoreCase))
+            {
+                return NativeLibrary.Load(module.FileName);
+            }
+        }
+
+        throw new InvalidOperationException(
+            "Confluent.Kafka reported librdkafka as loaded, but no librdkafka image is mapped in this process.");
+    }
+
+    [LibraryImport(LibraryName)]
+    private static partial int rd_kafka_purge(IntPtr rk, int flags);
+}

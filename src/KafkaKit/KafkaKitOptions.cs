@@ -1,0 +1,33 @@
+using KafkaKit.Consuming;
+using KafkaKit.Producing;
+
+namespace KafkaKit;
+
+/// <summary>
+/// The root of KafkaKit's configuration (section <c>"KafkaKit"</c> by convention): shared cluster settings and the named
+/// producers and consumers.
+/// </summary>
+/// <example>
+/// <code language="json">
+/// "KafkaKit": {
+///   "BootstrapServers": "broker1:9092,broker2:9092",
+///   "Client": { "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN" },
+///   "Producers": { "notifications": { "Config": { "linger.ms": "5" } } },
+///   "Consumers": { "notifications-worker": { "GroupId": "notifications", "Topics": [ "notifications" ] } }
+/// }
+/// </code>
+/// </example>
+public sealed class KafkaKitOptions
+{
+    /// <summary>Gets or sets the initial brokers shared by every client, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Default: none.</summary>
+    public string? BootstrapServers { get; set; }
+
+    /// <summary>Gets the librdkafka properties shared by every client (security, SASL, SSL, client rack...). Per-client <c>Config</c> entries override them.</summary>
+    public IDictionary<string, string> Client { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Gets the named producers' options.</summary>
+    public IDictionary<string, KafkaProducerOptions> Producers { get; } = new Dictionary<string, KafkaProducerOptions>(StringComparer.Ordinal);
+
+    /// <summary>Gets the named consumers' options.</summary>
+    public IDictionary<string, KafkaConsumerOptions> Consumers { get; } = new Dictionary<string, KafkaConsumerOptions>(StringComparer.Ordinal);
+}

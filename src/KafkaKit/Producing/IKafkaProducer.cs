@@ -1,0 +1,99 @@
+using Confluent.Kafka;
+
+namespace KafkaKit.Producing;
+
+/// <summary>
+/// A Kafka producer with queue-full backpressure, delivery outcomes for every message and retries. Thread-safe: share
+/// one instance per application (it is a singleton in DI).
+/// </summary>
+/// <typeparam name="TKey">The message key type.</typeparam>
+/// <typeparam name="TValue">The message value type.</typeparam>
+/// <remarks>
+/// Every message accepted by <see cref="EnqueueAsync"/>, <see cref="TryEnqueue"/> or <see cref="ProduceAsync"/> gets
+/// exactly one outcome: delivered, or failed with an error (also when the producer is disposed before delivery: the
+/// message is then purged and reported failed). Outcomes of messages enqueued without a callback that fail go to the
+/// producer's delivery-failed handler and log.
+/// </remarks>
+public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
+{
+    /// <summary>Gets the client name (librdkafka <c>client.id</c>).</summary>
+    string Name { get; }
+
+    /// <summary>Gets the number of messages handed to librdkafka and not yet reported (the local queue depth).</summary>
+    long QueuedMessages { get; }
+
+    /// <summary>Gets the fatal error that faulted this producer, or <see langword="null"/> while it is usable.</summary>
+    Error? FatalError { get; }
+
+    /// <summary>
+    /// Hands a message to librdkafka without waiting for the broker's acknowledgement. Completes synchronously, without
+    /// allocating, when the local queue has room; otherwise applies the producer's <see cref="ProducerBackpressure"/>.
+    /// </summary>
+    /// <param name="topic">The topic.</param>
+    /// <param name="message">The message (key, value, headers, timestamp).</param>
+    /// <param name="onDelivery">
+    /// Called once with the message's outcome, on librdkafka's delivery-report thread (keep it short; never block).
+    /// An exception it throws is logged and counted and does not stop later deliveries. Optional.
+    /// </param>
+    /// <param name="cancellationToken">Ends a wait for room.</param>
+    /// <returns>A task that completes once librdkafka accepted the message into its local queue.</returns>
+    /// <exception cref="ArgumentException"><paramref name="topic"/> is null or empty.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is null.</exception>
+    /// <exception cref="ProduceException{TKey, TValue}">The key or value could not be serialized, or librdkafka refused the message (for example larger than <c>message.max.bytes</c>). Nothing was enqueued.</exception>
+    /// <exception cref="ProducerQueueFullException">The queue stayed full (at once with <see cref="ProducerBackpressure.Fail"/>, after <see cref="KafkaProducerOptions.MaxBlock"/> with <see cref="ProducerBackpressure.Wait"/>).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting for room.</exception>
+    /// <exception cref="ProducerFaultedException">The producer hit a fatal error earlier.</exception>
+    /// <exception cref="ObjectDisposedException">The producer was disposed.</exception>
+    ValueTask EnqueueAsync(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Hands a message to librdkafka if its local queue has room; never waits.</summary>
+    /// <param name="topic">The topic.</param>
+    /// <param name="message">The message.</param>
+    /// <param name="onDelivery">As for <see cref="EnqueueAsync"/>. Optional.</param>
+    /// <returns><see langword="true"/> when enqueued; <see langword="false"/> when the queue is full (the message was not enqueued and gets no outcome).</returns>
+    /// <exception cref="ArgumentException"><paramref name="topic"/> is null or empty.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is null.</exception>
+    /// <exception cref="ProduceException{TKey, TValue}">Serialization failed or librdkafka refused the message.</exception>
+    /// <exception cref="ProducerFaultedException">The producer hit a fatal error earlier.</exception>
+    /// <exception cref="ObjectDisposedException">The producer was disposed.</exception>
+    bool TryEnqueue(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null);
+
+    /// <summary>
+    /// Enqueues a message with backpressure, awaits the broker's acknowledgement (per <c>acks</c>) and retries retriable
+    /// failures per <see cref="KafkaProducerOptions.Retry"/> (or the pipeline given to the builder).
+    /// </summary>
+    /// <param name="topic">The topic.</param>
+    /// <param name="message">The message.</param>
+    /// <param name="cancellationToken">Ends waiting for room and between retries. Cancelling after enqueue does not recall the message: it may still be delivered.</param>
+    /// <returns>The delivery result (partition, offset, timestamp).</returns>
+    /// <exception cref="ProduceException{TKey, TValue}">Delivery failed with a permanent error, or with a retriable one after the last retry; <see cref="KafkaException.Error"/> says which.</exception>
+    /// <exception cref="ProducerQueueFullException">The queue stayed full for <see cref="KafkaProducerOptions.MaxBlock"/>.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="ProducerFaultedException">The producer hit a fatal error.</exception>
+    /// <exception cref="ObjectDisposedException">The producer was disposed.</exception>
+    /// <exception cref="ArgumentException"><paramref name="topic"/> is null or empty.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is null.</exception>
+    ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Waits until every enqueued message has its outcome, sending lingering batches at once (librdkafka
+    /// <c>rd_kafka_flush</c>; <c>linger.ms</c> is not waited out). Runs librdkafka's blocking flush on a dedicated thread,
+    /// never on the caller's or a thread-pool thread.
+    /// </summary>
+    /// <param name="cancellationToken">Ends the wait (within 100 ms); messages stay queued.</param>
+    /// <returns>The number of messages still without an outcome: 0 when all are delivered or failed.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The producer was disposed.</exception>
+    ValueTask<int> FlushAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Blocking form of <see cref="FlushAsync"/>, bounded by <paramref name="timeout"/>; blocks the calling thread.</summary>
+    /// <param name="timeout">The longest wait, 0 or more.</param>
+    /// <returns>The number of messages still without an outcome.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The producer was disposed.</exception>
+    int Flush(TimeSpan timeout);
+
+    /// <summary>Gets the underlying Confluent.Kafka producer, for what KafkaKit does not cover (for example admin calls through its handle).</summary>
+    /// <remarks>Producing through it bypasses KafkaKit's backpressure accounting.</remarks>
+    IProducer<TKey, TValue> Inner { get; }
+}

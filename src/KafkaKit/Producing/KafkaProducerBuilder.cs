@@ -1,0 +1,193 @@
+using Confluent.Kafka;
+using KafkaKit.Internal;
+using KafkaKit.Serialization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Polly;
+using Polly.CircuitBreaker;
+using Microsoft.Extensions.Options;
+using Polly.Retry;
+
+namespace KafkaKit.Producing;
+
+/// <summary>Builds a KafkaKit producer outside dependency injection (DI uses it too).</summary>
+/// <typeparam name="TKey">The message key type.</typeparam>
+/// <typeparam name="TValue">The message value type.</typeparam>
+/// <example>
+/// <code>
+/// await using var producer = new KafkaProducerBuilder&lt;string, string&gt;("orders", new KafkaProducerOptions { BootstrapServers = "localhost:9092" }).Build();
+/// await producer.EnqueueAsync("orders", new Message&lt;string, string&gt; { Key = "42", Value = "created" });
+/// </code>
+/// </example>
+public sealed class KafkaProducerBuilder<TKey, TValue>
+{
+    private static readonly KeyValuePair<string, string>[] Defaults =
+    [
+        new("enable.idempotence", "true"),
+        new("acks", "all"),
+    ];
+
+    private readonly string _name;
+    private readonly KafkaProducerOptions _options;
+    private ISerializer<TKey>? _keySerializer;
+    private ISerializer<TValue>? _valueSerializer;
+    private ILoggerFactory _loggerFactory = NullLoggerFactory.Instance;
+    private TimeProvider _timeProvider = TimeProvider.System;
+    private ResiliencePipeline? _pipeline;
+    private Action<DeliveryReport<TKey, TValue>>? _onDeliveryFailed;
+    private KafkaKitOptions? _shared;
+
+    /// <summary>Initializes a new instance of the <see cref="KafkaProducerBuilder{TKey, TValue}"/> class.</summary>
+    /// <param name="name">The producer's name: its <c>client.id</c> and the name in logs, metrics and health.</param>
+    /// <param name="options">The producer's options.</param>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    public KafkaProducerBuilder(string name, KafkaProducerOptions options)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(options);
+        _name = name;
+        _options = options;
+    }
+
+    /// <summary>Sets the key serializer. Default: <see cref="KafkaSerializers.SerializerFor{T}"/>.</summary>
+    /// <param name="serializer">The serializer; it runs on the enqueuing thread.</param>
+    /// <returns>This builder.</returns>
+    public KafkaProducerBuilder<TKey, TValue> SetKeySerializer(ISerializer<TKey> serializer)
+    {
+        _keySerializer = serializer ?? throw new ArgumentNullException(nameof(serializer));
+        return this;
+    }
+
+    /// <summary>Sets the value serializer. Default: <see cref="KafkaSerializers.SerializerFor{T}"/>.</summary>
+    /// <param name="serializer">The serializer; it runs on the enqueuing thread.</param>
+    /// <returns>This builder.</returns>
+    public KafkaProducerBuilder<TKey, TValue> SetValueSerializer(ISerializer<TValue> serializer)
+    {
+        _valueSerializer = serializer ?? throw new ArgumentNullException(nameof(serializer));
+        return this;
+    }
+
+    /// <summary>Sets the logger factory (category <c>KafkaKit.Producer</c>). Default: no logging.</summary>
+    /// <param name="loggerFactory">The factory.</param>
+    /// <returns>This builder.</returns>
+    public KafkaProducerBuilder<TKey, TValue> SetLoggerFactory(ILoggerFactory loggerFactory)
+    {
+        _loggerFactory = loggerFactory ?? throw new ArgumentNullException(nameof(loggerFactory));
+        return this;
+    }
+
+    /// <summary>Sets the time source for <see cref="KafkaProducerOptions.MaxBlock"/> and retry delays. Default: <see cref="TimeProvider.System"/>.</summary>
+    /// <param name="timeProvider">The time source.</param>
+    /// <returns>This builder.</returns>
+    public KafkaProducerBuilder<TKey, TValue> SetTimeProvider(TimeProvider timeProvider)
+    {
+        _timeProvider = timeProvider ?? throw new ArgumentNullException(nameof(timeProvider));
+        return this;
+    }
+
+    /// <summary>
+    /// Replaces the retry pipeline built from <see cref="KafkaProducerOptions.Retry"/> with yours for
+    /// <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/>. Failed deliveries reach it as
+    /// <see cref="ProduceException{TKey, TValue}"/>; <see cref="ProduceErrors.IsRetriable"/> tells which to retry.
+    /// </summary>
+    /// <param name="pipeline">The pipeline; <see cref="ResiliencePipeline.Empty"/> turns retries off.</param>
+    /// <returns>This builder.</returns>
+    public KafkaProducerBuilder<TKey, TValue> SetResiliencePipeline(ResiliencePipeline pipeline)
+    {
+        _pipeline = pipeline ?? throw new ArgumentNullException(nameof(pipeline));
+        return this;
+    }
+
+    /// <summary>
+    /// Sets the handler of failed deliveries of messages enqueued without a per-message callback (each is also logged).
+    /// It runs on librdkafka's delivery-report thread; an exception it throws is logged and counted.
+    /// </summary>
+    /// <param name="handler">The handler.</param>
+    /// <returns>This builder.</returns>
+    public KafkaProducerBuilder<TKey, TValue> SetDeliveryFailedHandler(Action<DeliveryReport<TKey, TValue>> handler)
+    {
+        _onDeliveryFailed = handler ?? throw new ArgumentNullException(nameof(handler));
+        return this;
+    }
+
+    /// <summary>Builds the producer.</summary>
+    /// <returns>The producer; dispose it (asynchronously) to flush and release it.</returns>
+    /// <exception cref="OptionsValidationException">The options are invalid; the message lists every problem.</exception>
+    /// <exception cref="ArgumentException">librdkafka refused a property (unknown name or bad value).</exception>
+    public IKafkaProducer<TKey, TValue> Build()
+    {
+        var merged = ClientProperties.Merge(_name, Defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
+        var problems = new List<string>(_options.Validate());
+        ClientProperties.RequireBootstrapServers(merged, "Producer", _name, problems);
+        if (problems.Count > 0)
+        {
+            throw new OptionsValidationException(_name, typeof(KafkaProducerOptions), problems);
+        }
+
+        var logger = _loggerFactory.CreateLogger("KafkaKit.Producer");
+        return new KafkaProducer<TKey, TValue>(
+            _name,
+            new ProducerConfig(merged),
+            _options,
+            _keySerializer ?? KafkaSerializers.SerializerFor<TKey>(),
+            _valueSerializer ?? KafkaSerializers.SerializerFor<TValue>(),
+            _pipeline ?? BuildPipeline(logger),
+            _onDeliveryFailed,
+            logger,
+            _timeProvider);
+    }
+
+    internal KafkaProducerBuilder<TKey, TValue> SetShared(KafkaKitOptions shared)
+    {
+        _shared = shared;
+        return this;
+    }
+
+    private ResiliencePipeline BuildPipeline(ILogger logger)
+    {
+        var retry = _options.Retry;
+        if (retry.MaxRetryAttempts == 0 && !retry.CircuitBreaker)
+        {
+            return ResiliencePipeline.Empty;
+        }
+
+        var shouldHandle = new PredicateBuilder().Handle<ProduceException<TKey, TValue>>(e => ProduceErrors.IsRetriable(e.Error));
+        var builder = new ResiliencePipelineBuilder { TimeProvider = _timeProvider };
+        if (retry.MaxRetryAttempts > 0)
+        {
+            builder.AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = shouldHandle,
+                MaxRetryAttempts = retry.MaxRetryAttempts,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = retry.BaseDelay,
+                MaxDelay = retry.MaxDelay,
+                OnRetry = args =>
+                {
+                    if (args.Outcome.Exception is ProduceException<TKey, TValue> e)
+                    {
+                        Diagnostics.ProducerLog.Retrying(logger, _name, e.DeliveryResult.Topic, e.Error.Code, args.AttemptNumber + 1, args.RetryDelay);
+                    }
+
+                    return default;
+                },
+            });
+        }
+
+        if (retry.CircuitBreaker)
+        {
+            builder.AddCircuitBreaker(new CircuitBreakerStrategyOptions
+            {
+                ShouldHandle = shouldHandle,
+                FailureRatio = 0.5,
+                MinimumThroughput = 10,
+                SamplingDuration = TimeSpan.FromSeconds(30),
+                BreakDuration = retry.CircuitBreakDuration,
+            });
+        }
+
+        return builder.Build();
+    }
+}

@@ -1,0 +1,55 @@
+namespace KafkaKit.Producing;
+
+/// <summary>
+/// The retry policy KafkaKit applies in <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/> to deliveries that failed
+/// with a retriable error after librdkafka's own retries (see <see cref="ProduceErrors.IsRetriable"/>).
+/// </summary>
+/// <remarks>
+/// librdkafka already retries transient failures inside <c>message.timeout.ms</c>, and idempotence
+/// (<c>enable.idempotence</c>) keeps those internal retries free of duplicates and reordering. An application-level retry
+/// is a new produce: it can write a duplicate (when the first attempt was in fact written) and can land after messages
+/// produced later. Use it where at-least-once is the contract.
+/// </remarks>
+public sealed class ProducerRetryOptions
+{
+    /// <summary>Gets or sets how many times a failed produce is retried; 0 turns retries off. Default: 3. Range 0 to 100.</summary>
+    public int MaxRetryAttempts { get; set; } = 3;
+
+    /// <summary>Gets or sets the first backoff; later ones grow exponentially, with jitter. Default: 200 ms.</summary>
+    public TimeSpan BaseDelay { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Gets or sets the longest single backoff. Default: 5 s.</summary>
+    public TimeSpan MaxDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Gets or sets whether a circuit breaker fails produces fast (with Polly's <c>BrokenCircuitException</c>) while most
+    /// recent produces failed with retriable errors. Default: <see langword="false"/>.
+    /// </summary>
+    public bool CircuitBreaker { get; set; }
+
+    /// <summary>Gets or sets how long the circuit stays open before a trial produce. Default: 5 s.</summary>
+    public TimeSpan CircuitBreakDuration { get; set; } = TimeSpan.FromSeconds(5);
+
+    internal void Validate(List<string> problems)
+    {
+        if (MaxRetryAttempts is < 0 or > 100)
+        {
+            problems.Add($"Retry.MaxRetryAttempts is {MaxRetryAttempts}; it must be between 0 and 100.");
+        }
+
+        if (BaseDelay <= TimeSpan.Zero)
+        {
+            problems.Add($"Retry.BaseDelay is {BaseDelay}; it must be more than 0.");
+        }
+
+        if (MaxDelay < BaseDelay)
+        {
+            problems.Add($"Retry.MaxDelay is {MaxDelay}; it must be at least Retry.BaseDelay ({BaseDelay}).");
+        }
+
+        if (CircuitBreakDuration < TimeSpan.FromMilliseconds(500))
+        {
+            problems.Add($"Retry.CircuitBreakDuration is {CircuitBreakDuration}; it must be at least 500 ms.");
+        }
+    }
+}
