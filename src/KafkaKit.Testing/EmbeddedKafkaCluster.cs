@@ -24,7 +24,7 @@ namespace KafkaKit.Testing;
 /// partition leadership; each partition keeps only its most recent ~5 MB / 100,000 message sets.
 /// </para>
 /// <para>
-/// All members are thread-safe. After <see cref="Dispose"/> every member throws <see cref="ObjectDisposedException"/>.
+/// All members are thread-safe. After <see cref="Dispose"/> every method throws <see cref="ObjectDisposedException"/>.
 /// The cluster is for tests, samples and local development only; nothing in KafkaKit starts one implicitly.
 /// </para>
 /// </remarks>
@@ -84,10 +84,11 @@ public sealed class EmbeddedKafkaCluster : IDisposable, IAsyncDisposable
             }
         }
 
-        // rd_kafka_new takes ownership of conf, also when it fails.
+        // rd_kafka_new takes ownership of conf only when it succeeds.
         var owner = NativeMethods.rd_kafka_new(NativeMethods.ProducerType, conf, errstr, (UIntPtr)errstr.Length);
         if (owner == IntPtr.Zero)
         {
+            NativeMethods.rd_kafka_conf_destroy(conf);
             throw new InvalidOperationException($"librdkafka could not create the cluster's owner handle: {ReadError(errstr)}");
         }
 
@@ -213,7 +214,7 @@ public sealed class EmbeddedKafkaCluster : IDisposable, IAsyncDisposable
     /// <param name="brokerId">The new leader, 1 to <see cref="BrokerCount"/>.</param>
     /// <exception cref="ArgumentException"><paramref name="topic"/> is null or empty.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An argument is out of range.</exception>
-    /// <exception cref="KafkaException">The cluster refused (for example, unknown topic or partition).</exception>
+    /// <exception cref="KafkaException">The partition does not exist in an existing topic (<see cref="ErrorCode.UnknownTopicOrPart"/>). Note: for a topic it does not know, the embedded cluster creates the topic with <paramref name="partition"/> + 1 partitions instead of failing.</exception>
     /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
     public void SetPartitionLeader(string topic, int partition, int brokerId)
     {

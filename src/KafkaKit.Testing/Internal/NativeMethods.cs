@@ -1,66 +1,21 @@
-using System.Diagnostics;
-using System.Reflection;
 using System.Runtime.InteropServices;
 
 namespace KafkaKit.Testing.Internal;
 
 /// <summary>
-/// P/Invoke declarations for librdkafka's mock cluster API (rdkafka_mock.h).
+/// P/Invoke declarations for librdkafka's mock cluster API (rdkafka_mock.h), bound to the very librdkafka image
+/// Confluent.Kafka loaded (see <see cref="KafkaKit.Internal.Librdkafka"/>): a mock cluster created in a second copy of the
+/// library would be invisible to Confluent's clients.
 /// </summary>
-/// <remarks>
-/// Every call must reach the very librdkafka image that Confluent.Kafka loaded: a mock cluster created in a second copy
-/// of the library would be invisible to Confluent's clients. On Debian the default linux-x64 librdkafka.so cannot load
-/// (it links libsasl2.so.3) and Confluent.Kafka falls back to another variant, so the resolver below asks the process
-/// which librdkafka image is mapped instead of guessing a file name.
-/// </remarks>
 internal static partial class NativeMethods
 {
-    private const string Library = "librdkafka";
-
-    private static readonly object Gate = new();
-    private static IntPtr _handle;
+    private const string Library = KafkaKit.Internal.Librdkafka.LibraryName;
 
     internal const int ProducerType = 0;
     internal const int ConfOk = 0;
 
     /// <summary>Loads librdkafka through Confluent.Kafka and binds this assembly's P/Invokes to that same image.</summary>
-    internal static void EnsureLoaded()
-    {
-        lock (Gate)
-        {
-            if (_handle != IntPtr.Zero)
-            {
-                return;
-            }
-
-            // Forces Confluent.Kafka to pick and load its librdkafka variant.
-            _ = Confluent.Kafka.Library.Version;
-            var path = FindLoadedLibrdkafka()
-                ?? throw new InvalidOperationException(
-                    "Confluent.Kafka reported librdkafka as loaded, but no librdkafka image is mapped in this process.");
-            _handle = NativeLibrary.Load(path);
-            NativeLibrary.SetDllImportResolver(typeof(NativeMethods).Assembly, Resolve);
-        }
-    }
-
-    private static IntPtr Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath) =>
-        libraryName == Library ? _handle : IntPtr.Zero;
-
-    private static string? FindLoadedLibrdkafka()
-    {
-        using var process = Process.GetCurrentProcess();
-        foreach (ProcessModule module in process.Modules)
-        {
-            var name = module.ModuleName ?? string.Empty;
-            if (name.Contains("librdkafka", StringComparison.OrdinalIgnoreCase)
-                && !name.Contains("librdkafkacpp", StringComparison.OrdinalIgnoreCase))
-            {
-                return module.FileName;
-            }
-        }
-
-        return null;
-    }
+    internal static void EnsureLoaded() => KafkaKit.Internal.Librdkafka.BindImports(typeof(NativeMethods).Assembly);
 
     [LibraryImport(Library)]
     internal static partial IntPtr rd_kafka_conf_new();

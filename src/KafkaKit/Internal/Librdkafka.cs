@@ -22,7 +22,7 @@ internal static partial class Librdkafka
     internal const int PurgeNonBlocking = 0x4;
 
     private static readonly Lazy<IntPtr> LoadedImage = new(LoadImage, LazyThreadSafetyMode.ExecutionAndPublication);
-    private static int _resolverSet;
+    private static readonly HashSet<Assembly> BoundAssemblies = [];
 
     /// <summary>Gets the handle of the loaded librdkafka image, loading it through Confluent.Kafka first.</summary>
     /// <exception cref="InvalidOperationException">No librdkafka image could be found in the process.</exception>
@@ -33,18 +33,12 @@ internal static partial class Librdkafka
     internal static void BindImports(Assembly assembly)
     {
         _ = Handle;
-        if (assembly == typeof(Librdkafka).Assembly && Interlocked.Exchange(ref _resolverSet, 1) == 1)
+        lock (BoundAssemblies)
         {
-            return;
-        }
-
-        try
-        {
-            NativeLibrary.SetDllImportResolver(assembly, static (name, _, _) => name == LibraryName ? Handle : IntPtr.Zero);
-        }
-        catch (InvalidOperationException)
-        {
-            // A resolver is set already for this assembly: it is this one.
+            if (BoundAssemblies.Add(assembly))
+            {
+                NativeLibrary.SetDllImportResolver(assembly, static (name, _, _) => name == LibraryName ? Handle : IntPtr.Zero);
+            }
         }
     }
 
