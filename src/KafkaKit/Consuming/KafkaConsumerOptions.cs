@@ -1,6 +1,138 @@
+using System.Text.RegularExpressions;
+
 namespace KafkaKit.Consuming;
 
-/// <summary>Placeholder replaced below.</summary>
+/// <summary>Options of one KafkaKit consumer. Bindable from configuration; validated when the consumer is built.</summary>
 public sealed class KafkaConsumerOptions
 {
+    /// <summary>Gets or sets the initial brokers, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Overrides the shared value when set.</summary>
+    public string? BootstrapServers { get; set; }
+
+    /// <summary>Gets or sets the consumer group id (librdkafka <c>group.id</c>). Required.</summary>
+    public string? GroupId { get; set; }
+
+    /// <summary>
+    /// Gets the topics to subscribe to. An entry starting with <c>^</c> is a regular expression matched against every
+    /// topic in the cluster (librdkafka semantics). At least one is required.
+    /// </summary>
+    public IList<string> Topics { get; } = new List<string>();
+
+    /// <summary>
+    /// Gets the librdkafka consumer properties (for example <c>auto.offset.reset</c>, <c>session.timeout.ms</c>,
+    /// <c>max.poll.interval.ms</c>), by their librdkafka names. KafkaKit sets <c>enable.auto.commit=true</c> and
+    /// <c>enable.auto.offset.store=false</c> (it stores an offset only after handling) and
+    /// <c>auto.offset.reset=earliest</c> unless set here; <c>enable.auto.offset.store=true</c> and
+    /// <c>enable.auto.commit=false</c> are refused.
+    /// </summary>
+    public IDictionary<string, string> Config { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Gets or sets the rebalance protocol. Default: <see cref="PartitionAssignmentStrategy.CooperativeSticky"/>.</summary>
+    public PartitionAssignmentStrategy AssignmentStrategy { get; set; } = PartitionAssignmentStrategy.CooperativeSticky;
+
+    /// <summary>Gets or sets how many partitions are handled at the same time. Default: 16. Range 1 to 10,000.</summary>
+    public int MaxConcurrency { get; set; } = 16;
+
+    /// <summary>
+    /// Gets or sets how many fetched messages wait per partition for its handler; when full, the partition is paused until
+    /// it drains, while polling goes on. Default: 256 messages. Range 1 to 1,000,000.
+    /// </summary>
+    public int PartitionBufferSize { get; set; } = 256;
+
+    /// <summary>Gets or sets how often stored offsets are committed (librdkafka <c>auto.commit.interval.ms</c>). Default: 5 s.</summary>
+    public TimeSpan CommitInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets or sets the poll slice: the longest a single poll waits for a message. Default: 100 ms. Range 1 ms to 5 s.</summary>
+    public TimeSpan PollTimeout { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// Gets or sets how long a revoke waits for the revoked partitions' running handlers before it cancels them and
+    /// commits. Must be less than <c>max.poll.interval.ms</c>. Default: 10 s.
+    /// </summary>
+    public TimeSpan RevokeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets or sets how long a stop waits for running handlers before it cancels them. Default: 20 s.</summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Gets or sets the bound on leaving the group (<c>Close()</c>) at stop; past it the stop returns and logs. Default: 10 s.</summary>
+    public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets the retry policy of failed handler calls.</summary>
+    public HandlerRetryOptions Retry { get; } = new();
+
+    /// <summary>Gets or sets what happens to a message whose handling failed after retries, or that could not be deserialized. Default: <see cref="ConsumerErrorAction.Stop"/>.</summary>
+    public ConsumerErrorAction OnError { get; set; } = ConsumerErrorAction.Stop;
+
+    /// <summary>Gets or sets the dead-letter topic for <see cref="ConsumerErrorAction.DeadLetter"/>. Default: the source topic + <c>".DLT"</c>.</summary>
+    public string? DeadLetterTopic { get; set; }
+
+    /// <summary>Lists every problem of these options (not of the librdkafka properties), empty when valid.</summary>
+    /// <returns>One sentence per problem, naming the value and what is allowed.</returns>
+    internal List<string> Validate()
+    {
+        var problems = new List<string>();
+        if (string.IsNullOrWhiteSpace(GroupId) && !Config.ContainsKey("group.id"))
+        {
+            problems.Add("GroupId is not set; a consumer needs a consumer group id.");
+        }
+
+        if (Topics.Count == 0)
+        {
+            problems.Add("Topics is empty; list at least one topic name or '^regex'.");
+        }
+
+        foreach (var topic in Topics)
+        {
+            if (string.IsNullOrWhiteSpace(topic))
+            {
+                problems.Add("Topics has an empty entry.");
+            }
+            else if (topic.StartsWith('^'))
+            {
+                try
+                {
+                    _ = new Regex(topic, RegexOptions.None, TimeSpan.FromSeconds(1));
+                }
+                catch (ArgumentException e)
+                {
+                    problems.Add($"Topics entry '{topic}' is not a valid regular expression: {e.Message}");
+                }
+            }
+        }
+
+        Check(problems, MaxConcurrency is >= 1 and <= 10_000, $"MaxConcurrency is {MaxConcurrency}; it must be between 1 and 10000.");
+        Check(problems, PartitionBufferSize is >= 1 and <= 1_000_000, $"PartitionBufferSize is {PartitionBufferSize}; it must be between 1 and 1000000.");
+        Check(problems, CommitInterval >= TimeSpan.FromMilliseconds(1), $"CommitInterval is {CommitInterval}; it must be at least 1 ms.");
+        Check(problems, PollTimeout >= TimeSpan.FromMilliseconds(1) && PollTimeout <= TimeSpan.FromSeconds(5), $"PollTimeout is {PollTimeout}; it must be between 1 ms and 5 s.");
+        Check(problems, RevokeTimeout >= TimeSpan.Zero, $"RevokeTimeout is {RevokeTimeout}; it must be 0 or more.");
+        Check(problems, ShutdownTimeout >= TimeSpan.Zero, $"ShutdownTimeout is {ShutdownTimeout}; it must be 0 or more.");
+        Check(problems, CloseTimeout >= TimeSpan.Zero, $"CloseTimeout is {CloseTimeout}; it must be 0 or more.");
+        Check(problems, Enum.IsDefined(OnError), $"OnError is {(int)OnError}; it must be Stop, DeadLetter or Skip.");
+        Check(problems, Enum.IsDefined(AssignmentStrategy), $"AssignmentStrategy is {(int)AssignmentStrategy}; it must be CooperativeSticky, Range or RoundRobin.");
+        Check(problems, DeadLetterTopic is null || !string.IsNullOrWhiteSpace(DeadLetterTopic), "DeadLetterTopic is blank; leave it unset for '<topic>.DLT' or name a topic.");
+        if (Config.TryGetValue("enable.auto.offset.store", out var store) && string.Equals(store, "true", StringComparison.OrdinalIgnoreCase))
+        {
+            problems.Add("Config 'enable.auto.offset.store=true' is not allowed: KafkaKit stores each offset after its message is handled (at-least-once); remove it.");
+        }
+
+        if (Config.TryGetValue("enable.auto.commit", out var commit) && string.Equals(commit, "false", StringComparison.OrdinalIgnoreCase))
+        {
+            problems.Add("Config 'enable.auto.commit=false' is not allowed: KafkaKit commits handled offsets periodically (CommitInterval) and synchronously on revoke and stop; remove it.");
+        }
+
+        if (Config.TryGetValue("max.poll.interval.ms", out var maxPoll) && int.TryParse(maxPoll, out var maxPollMs) && RevokeTimeout >= TimeSpan.FromMilliseconds(maxPollMs))
+        {
+            problems.Add($"RevokeTimeout ({RevokeTimeout}) must be less than max.poll.interval.ms ({maxPollMs} ms): the poll thread waits for revoked handlers inside the rebalance.");
+        }
+
+        Retry.Validate(problems);
+        return problems;
+    }
+
+    private static void Check(List<string> problems, bool ok, string problem)
+    {
+        if (!ok)
+        {
+            problems.Add(problem);
+        }
+    }
 }

@@ -1,0 +1,21 @@
+namespace KafkaKit.Consuming;
+
+/// <summary>What a consumer does with a message whose handling failed after its retries, or that could not be deserialized.</summary>
+public enum ConsumerErrorAction
+{
+    /// <summary>
+    /// Stop the consumer: the failed message's offset is not committed, so the next owner of the partition receives it
+    /// first. Nothing is lost or skipped; the consumer's health turns unhealthy. The default.
+    /// </summary>
+    Stop = 0,
+
+    /// <summary>
+    /// Produce the original key and value bytes and headers, plus headers naming the source topic, partition, offset,
+    /// exception type and message, to the dead-letter topic (<see cref="KafkaConsumerOptions.DeadLetterTopic"/>, default
+    /// <c>&lt;topic&gt;.DLT</c>), then go on. If the dead-letter produce itself fails, the consumer stops.
+    /// </summary>
+    DeadLetter = 1,
+
+    /// <summary>Log the failure, count it (metric <c>kafkakit.consumer.handler.errors</c>) and go on.</summary>
+    Skip = 2,
+}

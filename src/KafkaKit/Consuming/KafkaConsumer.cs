@@ -1,0 +1,780 @@
+using System.Diagnostics;
+using Confluent.Kafka;
+using KafkaKit.Diagnostics;
+using KafkaKit.Internal;
+using Microsoft.Extensions.Logging;
+using Polly;
+
+namespace KafkaKit.Consuming;
+
+/// <summary>
+/// A consumer-group member that polls on one dedicated thread and hands messages to an async handler on the thread pool,
+/// with at-least-once offsets, rebalance handling and bounded graceful shutdown. Built by
+/// <see cref="KafkaConsumerBuilder{TKey, TValue}"/>; hosted by DI's <c>AddConsumer</c>.
+/// </summary>
+/// <typeparam name="TKey">The message key type.</typeparam>
+/// <typeparam name="TValue">The message value type.</typeparam>
+/// <remarks>
+/// <para>
+/// The poll thread never runs handlers and keeps polling while handlers are slow: a partition whose buffer
+/// (<see cref="KafkaConsumerOptions.PartitionBufferSize"/>) is full is paused and resumed when it drains, so
+/// <c>max.poll.interval.ms</c> is not exceeded because of a slow handler.
+/// </para>
+/// <para>
+/// Offsets: <c>enable.auto.commit=true</c>, <c>enable.auto.offset.store=false</c>. The offset after a message is stored
+/// only once every earlier message of its partition completed, and only while the partition is assigned; stored offsets
+/// are committed every <see cref="KafkaConsumerOptions.CommitInterval"/>, and synchronously on revoke and on stop.
+/// </para>
+/// <para>
+/// Rebalance callbacks run on the poll thread. On revoke, the revoked partitions' handlers get
+/// <see cref="KafkaConsumerOptions.RevokeTimeout"/> to finish (then are cancelled), their offsets are stored and committed,
+/// then the revoked callback runs. On loss (session timeout, fencing), handlers are cancelled and nothing is committed.
+/// Exceptions from user callbacks are logged and never reach librdkafka.
+/// </para>
+/// </remarks>
+public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
+{
+    /// <summary>The resilience-context property carrying the message being retried, for retry logs.</summary>
+    internal static readonly ResiliencePropertyKey<TopicPartitionOffset> MessageKey = new("KafkaKit.Message");
+
+    private static readonly TimeSpan MaintenanceInterval = TimeSpan.FromMilliseconds(10);
+    private static readonly TimeSpan CommittedLookupTimeout = TimeSpan.FromSeconds(2);
+
+    private readonly ConsumerConfig _config;
+    private readonly KafkaConsumerOptions _options;
+    private readonly IDeserializer<TKey> _keyDeserializer;
+    private readonly IDeserializer<TValue> _valueDeserializer;
+    private readonly Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask> _handler;
+    private readonly ResiliencePipeline _retry;
+    private readonly DeadLetterPublisher? _deadLetters;
+    private readonly RebalanceCallbacks _callbacks;
+    private readonly ILogger _logger;
+    private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
+    private readonly SemaphoreSlim _concurrency;
+    private readonly CancellationTokenSource _stopHard = new();
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private IConsumer<byte[]?, byte[]?>? _consumer;
+    private volatile TopicPartition[] _assignment = [];
+    private int _state = (int)KafkaConsumerState.Created;
+    private volatile bool _stopRequested;
+    private Exception? _fault;
+    private long _lastPollTimestamp;
+    private long _commitFailures;
+
+    internal KafkaConsumer(
+        string name,
+        ConsumerConfig config,
+        KafkaConsumerOptions options,
+        IDeserializer<TKey> keyDeserializer,
+        IDeserializer<TValue> valueDeserializer,
+        Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask> handler,
+        ResiliencePipeline retry,
+        DeadLetterPublisher? deadLetters,
+        RebalanceCallbacks callbacks,
+        ILogger logger)
+    {
+        Name = name;
+        _config = config;
+        _options = options;
+        _keyDeserializer = keyDeserializer;
+        _valueDeserializer = valueDeserializer;
+        _handler = handler;
+        _retry = retry;
+        _deadLetters = deadLetters;
+        _callbacks = callbacks;
+        _logger = logger;
+        _concurrency = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
+        MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? 300_000);
+    }
+
+    /// <summary>Gets the consumer's name (its <c>client.id</c>).</summary>
+    public string Name { get; }
+
+    /// <summary>Gets the consumer group id.</summary>
+    public string GroupId => _config.GroupId;
+
+    /// <summary>Gets the life-cycle state.</summary>
+    public KafkaConsumerState State => (KafkaConsumerState)Volatile.Read(ref _state);
+
+    /// <summary>Gets the error that stopped the consumer when <see cref="State"/> is <see cref="KafkaConsumerState.Faulted"/>.</summary>
+    public Exception? Fault => Volatile.Read(ref _fault);
+
+    /// <summary>Gets the partitions currently assigned to this member (a snapshot).</summary>
+    public IReadOnlyList<TopicPartition> Assignment => _assignment;
+
+    /// <summary>Gets how long ago the poll thread last returned from a poll, or <see langword="null"/> before the first poll.</summary>
+    public TimeSpan? SinceLastPoll
+    {
+        get
+        {
+            var last = Interlocked.Read(ref _lastPollTimestamp);
+            return last == 0 ? null : Stopwatch.GetElapsedTime(last);
+        }
+    }
+
+    /// <summary>Gets <c>max.poll.interval.ms</c> as configured (default 300,000 ms).</summary>
+    public TimeSpan MaxPollInterval { get; }
+
+    /// <summary>Gets the number of offset commits that failed so far (each logged; later commits carry the offsets).</summary>
+    public long CommitFailures => Interlocked.Read(ref _commitFailures);
+
+    /// <summary>
+    /// Creates the librdkafka consumer, subscribes and starts the poll thread. Returns at once: joining the group and
+    /// reaching the cluster happen in the background (failures are logged and retried).
+    /// </summary>
+    /// <param name="cancellationToken">Not used beyond an early check; present for the hosting contract.</param>
+    /// <returns>A completed task.</returns>
+    /// <exception cref="InvalidOperationException">The consumer was started before.</exception>
+    /// <exception cref="ArgumentException">librdkafka refused a property (unknown name or bad value).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (Interlocked.CompareExchange(ref _state, (int)KafkaConsumerState.Running, (int)KafkaConsumerState.Created) != (int)KafkaConsumerState.Created)
+        {
+            throw new InvalidOperationException($"Consumer '{Name}' was started before; a consumer runs once.");
+        }
+
+        ConsumerLog.Starting(_logger, Name, _config.GroupId, string.Join(", ", _options.Topics), _options.AssignmentStrategy.ToString(),
+            _config.AutoOffsetReset?.ToString() ?? "latest", ConfigText.Redacted(_config));
+        try
+        {
+            _consumer = new ConsumerBuilder<byte[]?, byte[]?>(_config)
+                .SetErrorHandler((_, error) => OnError(error))
+                .SetLogHandler((_, message) => ClientLog.Forward(_logger, message))
+                .SetOffsetsCommittedHandler((_, committed) => OnCommitted(committed))
+                .SetPartitionsAssignedHandler((_, partitions) => OnAssigned(partitions))
+                .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions))
+                .SetPartitionsLostHandler((_, partitions) => OnLost(partitions))
+                .Build();
+            _consumer.Subscribe(_options.Topics);
+        }
+        catch
+        {
+            Volatile.Write(ref _state, (int)KafkaConsumerState.Faulted);
+            _consumer?.Dispose();
+            _stopped.TrySetResult();
+            throw;
+        }
+
+        new Thread(PollLoop) { IsBackground = true, Name = $"kafkakit-poll-{Name}" }.Start();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Stops gracefully: stops dispatching, waits for running handlers up to <see cref="KafkaConsumerOptions.ShutdownTimeout"/>
+    /// (then cancels them), stores and commits the handled offsets synchronously, leaves the group (<c>Close()</c>,
+    /// bounded by <see cref="KafkaConsumerOptions.CloseTimeout"/>) and releases the client. Idempotent.
+    /// </summary>
+    /// <param name="cancellationToken">The host's shutdown bound: when cancelled, running handlers are cancelled at once and the stop returns without waiting further.</param>
+    /// <returns>A task that completes when the consumer has stopped, or when the bound passed.</returns>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (State == KafkaConsumerState.Created)
+        {
+            Volatile.Write(ref _state, (int)KafkaConsumerState.Stopped);
+            _stopped.TrySetResult();
+            return;
+        }
+
+        _stopRequested = true;
+        var bound = _options.ShutdownTimeout + _options.CloseTimeout + TimeSpan.FromSeconds(5);
+        using var registration = cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _stopHard);
+        try
+        {
+            await _stopped.Task.WaitAsync(bound, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            ConsumerLog.StopTimedOut(_logger, Name, bound);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            ConsumerLog.StopTimedOut(_logger, Name, bound);
+        }
+    }
+
+    /// <summary>Stops the consumer (see <see cref="StopAsync"/>) and releases it.</summary>
+    /// <returns>A task that completes when stopped.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(CancellationToken.None).ConfigureAwait(false);
+        if (_stopped.Task.IsCompleted)
+        {
+            _stopHard.Dispose();
+            _concurrency.Dispose();
+        }
+    }
+
+    // ---- poll thread -------------------------------------------------------------------------------------------
+
+    private void PollLoop()
+    {
+        var consumer = _consumer!;
+        var pollMs = (int)_options.PollTimeout.TotalMilliseconds;
+        var lastMaintenance = 0L;
+        try
+        {
+            while (!_stopRequested)
+            {
+                ConsumeResult<byte[]?, byte[]?>? result = null;
+                try
+                {
+                    result = consumer.Consume(pollMs);
+                }
+                catch (ConsumeException e)
+                {
+                    ConsumerLog.ConsumeFailed(_logger, Name, e.Error.Reason, e.Error.Code);
+                    if (e.Error.IsFatal)
+                    {
+                        Fail(e);
+                    }
+                }
+
+                Interlocked.Exchange(ref _lastPollTimestamp, Stopwatch.GetTimestamp());
+                if (result is { IsPartitionEOF: false })
+                {
+                    Dispatch(consumer, result);
+                }
+
+                if (result is null || Stopwatch.GetElapsedTime(lastMaintenance) >= MaintenanceInterval)
+                {
+                    lastMaintenance = Stopwatch.GetTimestamp();
+                    Maintain(consumer);
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+        }
+
+        Shutdown(consumer);
+    }
+
+    private void Dispatch(IConsumer<byte[]?, byte[]?> consumer, ConsumeResult<byte[]?, byte[]?> result)
+    {
+        if (!_workers.TryGetValue(result.TopicPartition, out var worker) || worker.IsStopping)
+        {
+            return; // not owned any more: the partition's next owner receives it
+        }
+
+        if (worker.Overflow.Count == 0 && worker.TryWrite(result))
+        {
+            return;
+        }
+
+        worker.Overflow.Enqueue(result);
+        if (!worker.Paused)
+        {
+            consumer.Pause([worker.Partition]);
+            worker.Paused = true;
+        }
+    }
+
+    /// <summary>Moves overflow into drained buffers, resumes drained partitions and stores completed offsets.</summary>
+    private void Maintain(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        foreach (var worker in _workers.Values)
+        {
+            if (worker.Paused)
+            {
+                while (worker.Overflow.TryPeek(out var next) && worker.TryWrite(next))
+                {
+                    worker.Overflow.Dequeue();
+                }
+
+                if (worker.Overflow.Count == 0 && !worker.IsStopping)
+                {
+                    consumer.Resume([worker.Partition]);
+                    worker.Paused = false;
+                }
+            }
+
+            Store(consumer, worker);
+        }
+    }
+
+    private void Store(IConsumer<byte[]?, byte[]?> consumer, PartitionWorker worker)
+    {
+        var completed = worker.Completed;
+        if (completed <= worker.Stored)
+        {
+            return; // nothing new; offsets never move backwards
+        }
+
+        try
+        {
+            consumer.StoreOffset(new TopicPartitionOffset(worker.Partition, completed));
+            worker.Stored = completed;
+        }
+        catch (KafkaException e) when (e.Error.Code == ErrorCode.Local_State)
+        {
+            // the partition is no longer assigned (a rebalance is under way): its next owner starts from the last commit
+        }
+    }
+
+    /// <summary>Commits the stored offsets synchronously.</summary>
+    /// <returns>The error when the commit failed (logged and counted), or <see langword="null"/> (also when there was nothing to commit).</returns>
+    private Error? Commit(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        try
+        {
+            var committed = consumer.Commit();
+            ConsumerLog.Committed(_logger, Name, string.Join(", ", committed));
+            return null;
+        }
+        catch (KafkaException e) when (e.Error.Code == ErrorCode.Local_NoOffset)
+        {
+            return null; // nothing stored since the last commit
+        }
+        catch (KafkaException e)
+        {
+            Interlocked.Increment(ref _commitFailures);
+            KafkaKitMetrics.CommitFailures.Add(1, new KeyValuePair<string, object?>("messaging.consumer.group.name", GroupId));
+            ConsumerLog.CommitFailed(_logger, Name, e.Error.Reason, e.Error.Code);
+            return e.Error;
+        }
+    }
+
+    /// <summary>
+    /// Stop steps 1-4 run while still polling, so a rebalance that starts meanwhile (another member leaving, say) can
+    /// complete: a group member that stops polling cannot rejoin, and its commits would be refused until it is evicted.
+    /// Nothing is dispatched: every partition is paused and fetched messages are dropped unhandled (their offsets are
+    /// not stored, so the partitions' next owners receive them).
+    /// </summary>
+    private void Shutdown(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        Volatile.Write(ref _state, (int)KafkaConsumerState.Stopping);
+        var deadline = Stopwatch.GetTimestamp() + (long)(_options.ShutdownTimeout.TotalSeconds * Stopwatch.Frequency);
+        try
+        {
+            ConsumerLog.StopStep(_logger, Name, "stop dispatching, drain running handlers");
+            var workers = _workers.Values.ToArray();
+            foreach (var worker in workers)
+            {
+                worker.BeginStop();
+            }
+
+            TryPause(consumer);
+            var drained = Task.WhenAll(workers.Select(w => w.Run));
+            while (!drained.IsCompleted && !_stopHard.IsCancellationRequested && Stopwatch.GetTimestamp() < deadline)
+            {
+                PollWithoutDispatch(consumer);
+            }
+
+            if (!drained.IsCompleted)
+            {
+                CancelRunning(workers, _options.ShutdownTimeout);
+            }
+
+            ConsumerLog.StopStep(_logger, Name, "store and commit handled offsets");
+            foreach (var worker in _workers.Values)
+            {
+                Store(consumer, worker);
+            }
+
+            // A commit refused because the group is rebalancing (or its coordinator moved) succeeds once this member has
+            // rejoined, which needs polls: retry until the shutdown bound.
+            while (Commit(consumer) is { } error && IsRetriableCommitError(error.Code)
+                && !_stopHard.IsCancellationRequested && Stopwatch.GetTimestamp() < deadline)
+            {
+                var retryAt = Stopwatch.GetTimestamp() + (Stopwatch.Frequency / 5);
+                while (Stopwatch.GetTimestamp() < retryAt)
+                {
+                    PollWithoutDispatch(consumer);
+                }
+            }
+
+            ConsumerLog.StopStep(_logger, Name, "leave the group");
+            try
+            {
+                consumer.Close();
+            }
+            catch (Exception e)
+            {
+                ConsumerLog.CloseFailed(_logger, e, Name);
+            }
+        }
+        finally
+        {
+            foreach (var worker in _workers.Values)
+            {
+                worker.Dispose();
+            }
+
+            _workers.Clear();
+            _assignment = [];
+            consumer.Dispose();
+            _deadLetters?.Dispose();
+            var final = Fault is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted;
+            Volatile.Write(ref _state, (int)final);
+            ConsumerLog.Stopped(_logger, Name, final);
+            _stopped.TrySetResult();
+        }
+    }
+
+    private static bool IsRetriableCommitError(ErrorCode code) => code is ErrorCode.RebalanceInProgress or ErrorCode.IllegalGeneration
+        or ErrorCode.NotCoordinatorForGroup or ErrorCode.GroupLoadInProgress or ErrorCode.GroupCoordinatorNotAvailable
+        or ErrorCode.Local_WaitCoord or ErrorCode.Local_Transport or ErrorCode.RequestTimedOut or ErrorCode.Local_TimedOut;
+
+    private void PollWithoutDispatch(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        try
+        {
+            _ = consumer.Consume(50); // serves rebalance callbacks; a message returned here is dropped unhandled
+            Interlocked.Exchange(ref _lastPollTimestamp, Stopwatch.GetTimestamp());
+            TryPause(consumer);
+        }
+        catch (ConsumeException e)
+        {
+            ConsumerLog.ConsumeFailed(_logger, Name, e.Error.Reason, e.Error.Code);
+        }
+    }
+
+    private static void TryPause(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        try
+        {
+            var assignment = consumer.Assignment;
+            if (assignment.Count > 0)
+            {
+                consumer.Pause(assignment);
+            }
+        }
+        catch (KafkaException)
+        {
+            // assignment changing under a rebalance: the next poll pauses it
+        }
+    }
+
+    /// <summary>Stops the workers taking messages, waits up to <paramref name="timeout"/> (or a hard stop), then cancels the rest.</summary>
+    /// <remarks>
+    /// Used inside the revoke callback, on the poll thread, which blocks here on purpose: librdkafka's rebalance protocol
+    /// requires the revoke to finish before the partitions move, and this thread never runs handlers, so it cannot
+    /// deadlock them.
+    /// </remarks>
+    private void Drain(PartitionWorker[] workers, TimeSpan timeout)
+    {
+        if (workers.Length == 0)
+        {
+            return;
+        }
+
+        foreach (var worker in workers)
+        {
+            worker.BeginStop();
+        }
+
+        var all = Task.WhenAll(workers.Select(w => w.Run));
+        if (!_stopHard.IsCancellationRequested)
+        {
+            WaitHandle.WaitAny([((IAsyncResult)all).AsyncWaitHandle, _stopHard.Token.WaitHandle], timeout);
+        }
+
+        if (!all.IsCompleted)
+        {
+            CancelRunning(workers, timeout);
+        }
+    }
+
+    private void CancelRunning(PartitionWorker[] workers, TimeSpan timeout)
+    {
+        var running = workers.Where(w => !w.Run.IsCompleted).ToArray();
+        foreach (var worker in running)
+        {
+            worker.Cancel();
+        }
+
+        ConsumerLog.HandlersCancelled(_logger, Name, running.Length, timeout);
+
+        // A handler that honours its token ends at once; one that ignores it is not waited for beyond a short grace.
+        ((IAsyncResult)Task.WhenAll(running.Select(w => w.Run))).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+    }
+
+    private List<TopicPartitionOffset> OnAssigned(List<TopicPartition> partitions)
+    {
+        foreach (var partition in _stopRequested ? [] : partitions)
+        {
+            var worker = new PartitionWorker(partition, _options.PartitionBufferSize, _stopHard.Token);
+            _workers[partition] = worker;
+            worker.Start(ProcessAsync);
+        }
+
+        _assignment = [.. _workers.Keys];
+        IEnumerable<TopicPartitionOffset>? chosen = null;
+        if (_callbacks.Assigned is { } assigned)
+        {
+            try
+            {
+                chosen = assigned(partitions);
+            }
+            catch (Exception e)
+            {
+                ConsumerLog.CallbackFailed(_logger, e, Name, "partitions-assigned");
+            }
+        }
+
+        var starts = partitions.Select(p => new TopicPartitionOffset(p, Offset.Unset)).ToList();
+        if (chosen is not null)
+        {
+            foreach (var choice in chosen)
+            {
+                var index = starts.FindIndex(s => s.TopicPartition == choice.TopicPartition);
+                if (index >= 0)
+                {
+                    starts[index] = choice;
+                }
+            }
+        }
+
+        LogStartPositions(starts);
+        return starts;
+    }
+
+    private void LogStartPositions(List<TopicPartitionOffset> starts)
+    {
+        if (!_logger.IsEnabled(LogLevel.Information))
+        {
+            return;
+        }
+
+        List<TopicPartitionOffset>? committed = null;
+        try
+        {
+            committed = _consumer!.Committed(starts.Select(s => s.TopicPartition), CommittedLookupTimeout);
+        }
+        catch (KafkaException)
+        {
+            // unknown: logged as such below
+        }
+
+        var reset = _config.AutoOffsetReset?.ToString().ToLowerInvariant() ?? "latest";
+        foreach (var start in starts)
+        {
+            if (start.Offset != Offset.Unset)
+            {
+                ConsumerLog.Assigned(_logger, Name, start.TopicPartition, start.Offset.ToString(), "chosen by the partitions-assigned callback");
+                continue;
+            }
+
+            var found = committed?.FirstOrDefault(c => c.TopicPartition == start.TopicPartition);
+            if (found is not null && !found.Offset.IsSpecial)
+            {
+                ConsumerLog.Assigned(_logger, Name, start.TopicPartition, found.Offset.ToString(), "committed offset");
+            }
+            else
+            {
+                ConsumerLog.Assigned(_logger, Name, start.TopicPartition, reset, committed is null ? "committed offset unknown (lookup failed); else auto.offset.reset" : "no committed offset: auto.offset.reset");
+            }
+        }
+    }
+
+    private void OnRevoked(List<TopicPartitionOffset> partitions)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var workers = TakeWorkers(partitions);
+        Drain(workers, _options.RevokeTimeout);
+        foreach (var worker in workers)
+        {
+            Store(_consumer!, worker);
+            if (worker.Paused)
+            {
+                _consumer!.Resume([worker.Partition]);
+            }
+
+            worker.Dispose();
+        }
+
+        Commit(_consumer!);
+        ConsumerLog.Revoked(_logger, Name, partitions.Count, string.Join(", ", partitions.Select(p => p.TopicPartition)), Stopwatch.GetElapsedTime(started));
+        Invoke(_callbacks.Revoked, partitions, "partitions-revoked");
+    }
+
+    private void OnLost(List<TopicPartitionOffset> partitions)
+    {
+        foreach (var worker in TakeWorkers(partitions))
+        {
+            worker.Cancel();
+            worker.Dispose();
+        }
+
+        ConsumerLog.Lost(_logger, Name, partitions.Count, string.Join(", ", partitions.Select(p => p.TopicPartition)));
+        Invoke(_callbacks.Lost, partitions, "partitions-lost");
+    }
+
+    private PartitionWorker[] TakeWorkers(List<TopicPartitionOffset> partitions)
+    {
+        var taken = new List<PartitionWorker>(partitions.Count);
+        foreach (var partition in partitions)
+        {
+            if (_workers.Remove(partition.TopicPartition, out var worker))
+            {
+                taken.Add(worker);
+            }
+        }
+
+        _assignment = [.. _workers.Keys];
+        return [.. taken];
+    }
+
+    private void Invoke(Action<IReadOnlyList<TopicPartitionOffset>>? callback, List<TopicPartitionOffset> partitions, string name)
+    {
+        if (callback is null)
+        {
+            return;
+        }
+
+        try
+        {
+            callback(partitions);
+        }
+        catch (Exception e)
+        {
+            ConsumerLog.CallbackFailed(_logger, e, Name, name);
+        }
+    }
+
+    private void OnError(Error error)
+    {
+        if (error.IsFatal)
+        {
+            ConsumerLog.Fatal(_logger, Name, error.Reason, error.Code);
+            Fail(new KafkaException(error));
+            return;
+        }
+
+        ConsumerLog.ClientError(_logger, Name, error.Reason, error.Code);
+    }
+
+    private void OnCommitted(CommittedOffsets committed)
+    {
+        if (committed.Error.IsError)
+        {
+            Interlocked.Increment(ref _commitFailures);
+            KafkaKitMetrics.CommitFailures.Add(1, new KeyValuePair<string, object?>("messaging.consumer.group.name", GroupId));
+            ConsumerLog.CommitFailed(_logger, Name, committed.Error.Reason, committed.Error.Code);
+        }
+    }
+
+    private void Fail(Exception fault)
+    {
+        if (Interlocked.CompareExchange(ref _fault, fault, null) is null)
+        {
+            ConsumerLog.Faulted(_logger, fault, Name, fault.Message);
+        }
+
+        _stopRequested = true;
+    }
+
+    // ---- handler side (thread pool) ----------------------------------------------------------------------------
+
+    /// <returns><see langword="true"/> when the message is done (handled, dead-lettered or skipped); <see langword="false"/> when it must stay uncommitted.</returns>
+    private async ValueTask<bool> ProcessAsync(ConsumeResult<byte[]?, byte[]?> raw, CancellationToken cancellationToken)
+    {
+        await _concurrency.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ConsumeResult<TKey, TValue> result;
+            try
+            {
+                result = Deserialize(raw);
+            }
+            catch (Exception e)
+            {
+                return await FailAsync(raw, e, "deserialization", cancellationToken).ConfigureAwait(false);
+            }
+
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                if (ReferenceEquals(_retry, ResiliencePipeline.Empty))
+                {
+                    await _handler(result, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    var context = ResilienceContextPool.Shared.Get(cancellationToken);
+                    context.Properties.Set(MessageKey, raw.TopicPartitionOffset);
+                    try
+                    {
+                        await _retry.ExecuteAsync(
+                            static (ctx, state) => state.Handler(state.Result, ctx.CancellationToken),
+                            context,
+                            (Handler: _handler, Result: result)).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        ResilienceContextPool.Shared.Return(context);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return false;
+            }
+            catch (Exception e)
+            {
+                return await FailAsync(raw, e, "handler", cancellationToken).ConfigureAwait(false);
+            }
+
+            if (KafkaKitMetrics.ConsumedMessages.Enabled || KafkaKitMetrics.ProcessDuration.Enabled)
+            {
+                var tags = KafkaKitMetrics.Tags(Name, raw.Topic);
+                KafkaKitMetrics.ConsumedMessages.Add(1, tags);
+                KafkaKitMetrics.ProcessDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
+            }
+
+            return true;
+        }
+        finally
+        {
+            _concurrency.Release();
+        }
+    }
+
+    private ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> raw)
+    {
+        var message = raw.Message;
+        var key = _keyDeserializer.Deserialize(message.Key, message.Key is null, new SerializationContext(MessageComponentType.Key, raw.Topic, message.Headers));
+        var value = _valueDeserializer.Deserialize(message.Value, message.Value is null, new SerializationContext(MessageComponentType.Value, raw.Topic, message.Headers));
+        return new ConsumeResult<TKey, TValue>
+        {
+            TopicPartitionOffset = raw.TopicPartitionOffset,
+            LeaderEpoch = raw.LeaderEpoch,
+            Message = new Message<TKey, TValue> { Key = key, Value = value, Headers = message.Headers, Timestamp = message.Timestamp },
+        };
+    }
+
+    private async ValueTask<bool> FailAsync(ConsumeResult<byte[]?, byte[]?> raw, Exception error, string stage, CancellationToken cancellationToken)
+    {
+        var action = _options.OnError;
+        ConsumerLog.MessageFailed(_logger, error, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, stage, action);
+        KafkaKitMetrics.HandlerErrors.Add(1, new KeyValuePair<string, object?>("kafkakit.action", action.ToString()), new KeyValuePair<string, object?>("messaging.destination.name", raw.Topic));
+        switch (action)
+        {
+            case ConsumerErrorAction.Skip:
+                return true;
+            case ConsumerErrorAction.DeadLetter when _deadLetters is not null:
+                try
+                {
+                    var topic = await _deadLetters.PublishAsync(raw, error, GroupId, cancellationToken).ConfigureAwait(false);
+                    ConsumerLog.DeadLettered(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic);
+                    return true;
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    return false;
+                }
+                catch (Exception e)
+                {
+                    Fail(new InvalidOperationException($"Dead-lettering {raw.TopicPartitionOffset} failed; the consumer stops so the message is not lost.", e));
+                    return false;
+                }
+
+            default:
+                Fail(new InvalidOperationException($"Handling {raw.TopicPartitionOffset} failed ({stage}); OnError is Stop, so the consumer stops and the offset is not committed.", error));
+                return false;
+        }
+    }
+}

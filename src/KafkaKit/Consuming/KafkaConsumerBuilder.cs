@@ -1,0 +1,239 @@
+using Confluent.Kafka;
+using KafkaKit.Internal;
+using KafkaKit.Serialization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Retry;
+
+namespace KafkaKit.Consuming;
+
+/// <summary>Builds a <see cref="KafkaConsumer{TKey, TValue}"/> outside dependency injection (DI uses it too).</summary>
+/// <typeparam name="TKey">The message key type.</typeparam>
+/// <typeparam name="TValue">The message value type.</typeparam>
+/// <example>
+/// <code>
+/// var options = new KafkaConsumerOptions { BootstrapServers = "localhost:9092", GroupId = "billing" };
+/// options.Topics.Add("orders");
+/// await using var consumer = new KafkaConsumerBuilder&lt;string, Order&gt;("billing", options)
+///     .SetHandler((result, ct) => HandleAsync(result.Message.Value, ct))
+///     .Build();
+/// await consumer.StartAsync();
+/// </code>
+/// </example>
+public sealed class KafkaConsumerBuilder<TKey, TValue>
+{
+    private readonly string _name;
+    private readonly KafkaConsumerOptions _options;
+    private readonly RebalanceCallbacks _callbacks = new();
+    private IDeserializer<TKey>? _keyDeserializer;
+    private IDeserializer<TValue>? _valueDeserializer;
+    private Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask>? _handler;
+    private ILoggerFactory _loggerFactory = NullLoggerFactory.Instance;
+    private ResiliencePipeline? _retry;
+    private KafkaKitOptions? _shared;
+
+    /// <summary>Initializes a new instance of the <see cref="KafkaConsumerBuilder{TKey, TValue}"/> class.</summary>
+    /// <param name="name">The consumer's name: its <c>client.id</c> and the name in logs, metrics and health.</param>
+    /// <param name="options">The consumer's options.</param>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    public KafkaConsumerBuilder(string name, KafkaConsumerOptions options)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(options);
+        _name = name;
+        _options = options;
+    }
+
+    /// <summary>Sets the message handler. Required.</summary>
+    /// <param name="handler">See <see cref="IKafkaMessageHandler{TKey, TValue}.HandleAsync"/> for its contract.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetHandler(Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask> handler)
+    {
+        _handler = handler ?? throw new ArgumentNullException(nameof(handler));
+        return this;
+    }
+
+    /// <summary>Sets the message handler. Required.</summary>
+    /// <param name="handler">The handler; one instance serves every message.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetHandler(IKafkaMessageHandler<TKey, TValue> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        _handler = handler.HandleAsync;
+        return this;
+    }
+
+    /// <summary>Sets the key deserializer. Default: <see cref="KafkaSerializers.DeserializerFor{T}"/>.</summary>
+    /// <param name="deserializer">The deserializer; it runs on a thread-pool thread before the handler. A failure goes to <see cref="KafkaConsumerOptions.OnError"/>, unretried.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetKeyDeserializer(IDeserializer<TKey> deserializer)
+    {
+        _keyDeserializer = deserializer ?? throw new ArgumentNullException(nameof(deserializer));
+        return this;
+    }
+
+    /// <summary>Sets the value deserializer. Default: <see cref="KafkaSerializers.DeserializerFor{T}"/>.</summary>
+    /// <param name="deserializer">The deserializer; as for <see cref="SetKeyDeserializer"/>.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetValueDeserializer(IDeserializer<TValue> deserializer)
+    {
+        _valueDeserializer = deserializer ?? throw new ArgumentNullException(nameof(deserializer));
+        return this;
+    }
+
+    /// <summary>Sets the logger factory (category <c>KafkaKit.Consumer</c>). Default: no logging.</summary>
+    /// <param name="loggerFactory">The factory.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetLoggerFactory(ILoggerFactory loggerFactory)
+    {
+        _loggerFactory = loggerFactory ?? throw new ArgumentNullException(nameof(loggerFactory));
+        return this;
+    }
+
+    /// <summary>Replaces the handler retry pipeline built from <see cref="KafkaConsumerOptions.Retry"/>.</summary>
+    /// <param name="pipeline">The pipeline; <see cref="ResiliencePipeline.Empty"/> turns retries off.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetResiliencePipeline(ResiliencePipeline pipeline)
+    {
+        _retry = pipeline ?? throw new ArgumentNullException(nameof(pipeline));
+        return this;
+    }
+
+    /// <summary>
+    /// Sets the callback run after partitions are assigned (KIP-429 incremental with cooperative-sticky, the whole
+    /// assignment with eager strategies). Runs on the poll thread. Return start offsets for some partitions to override
+    /// the committed offset / <c>auto.offset.reset</c>, or <see langword="null"/>. An exception is logged and ignored.
+    /// </summary>
+    /// <param name="callback">The callback.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetPartitionsAssignedHandler(Func<IReadOnlyList<TopicPartition>, IEnumerable<TopicPartitionOffset>?> callback)
+    {
+        _callbacks.Assigned = callback ?? throw new ArgumentNullException(nameof(callback));
+        return this;
+    }
+
+    /// <summary>
+    /// Sets the callback run after partitions are revoked, once their handlers finished and their offsets were committed.
+    /// Runs on the poll thread. An exception is logged and ignored.
+    /// </summary>
+    /// <param name="callback">The callback.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetPartitionsRevokedHandler(Action<IReadOnlyList<TopicPartitionOffset>> callback)
+    {
+        _callbacks.Revoked = callback ?? throw new ArgumentNullException(nameof(callback));
+        return this;
+    }
+
+    /// <summary>
+    /// Sets the callback run after partitions are lost (the member was considered dead by the group, e.g. after
+    /// <c>session.timeout.ms</c> without heartbeats): their handlers were cancelled and nothing was committed. Runs on
+    /// the poll thread. An exception is logged and ignored.
+    /// </summary>
+    /// <param name="callback">The callback.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetPartitionsLostHandler(Action<IReadOnlyList<TopicPartitionOffset>> callback)
+    {
+        _callbacks.Lost = callback ?? throw new ArgumentNullException(nameof(callback));
+        return this;
+    }
+
+    /// <summary>Builds the consumer (not started).</summary>
+    /// <returns>The consumer; call <see cref="KafkaConsumer{TKey, TValue}.StartAsync"/>.</returns>
+    /// <exception cref="OptionsValidationException">The options are invalid or no handler is set; the message lists every problem.</exception>
+    public KafkaConsumer<TKey, TValue> Build()
+    {
+        var defaults = new Dictionary<string, string>
+        {
+            ["enable.auto.commit"] = "true",
+            ["enable.auto.offset.store"] = "false",
+            ["auto.offset.reset"] = "earliest",
+            ["partition.assignment.strategy"] = _options.AssignmentStrategy switch
+            {
+                PartitionAssignmentStrategy.Range => "range",
+                PartitionAssignmentStrategy.RoundRobin => "roundrobin",
+                _ => "cooperative-sticky",
+            },
+            ["auto.commit.interval.ms"] = ((int)_options.CommitInterval.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        if (!string.IsNullOrWhiteSpace(_options.GroupId))
+        {
+            defaults["group.id"] = _options.GroupId;
+        }
+
+        var merged = ClientProperties.Merge(_name, defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
+        var problems = _options.Validate();
+        ClientProperties.RequireBootstrapServers(merged, "Consumer", _name, problems);
+        if (_handler is null)
+        {
+            problems.Add($"Consumer '{_name}' has no handler: call SetHandler (or register one with AddConsumer<TKey, TValue, THandler>).");
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new OptionsValidationException(_name, typeof(KafkaConsumerOptions), problems);
+        }
+
+        var logger = _loggerFactory.CreateLogger("KafkaKit.Consumer");
+        DeadLetterPublisher? deadLetters = null;
+        if (_options.OnError == ConsumerErrorAction.DeadLetter)
+        {
+            var producerConfig = ClientProperties.Merge(
+                _name + "-dlt",
+                [new("enable.idempotence", "true"), new("acks", "all")],
+                _shared?.BootstrapServers,
+                _shared?.Client,
+                _options.BootstrapServers ?? (merged.TryGetValue("bootstrap.servers", out var servers) ? servers : null),
+                []);
+            deadLetters = new DeadLetterPublisher(producerConfig, _options.DeadLetterTopic);
+        }
+
+        return new KafkaConsumer<TKey, TValue>(
+            _name,
+            new ConsumerConfig(merged),
+            _options,
+            _keyDeserializer ?? KafkaSerializers.DeserializerFor<TKey>(),
+            _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(),
+            _handler!,
+            _retry ?? BuildRetry(logger),
+            deadLetters,
+            _callbacks,
+            logger);
+    }
+
+    internal KafkaConsumerBuilder<TKey, TValue> SetShared(KafkaKitOptions shared)
+    {
+        _shared = shared;
+        return this;
+    }
+
+    private ResiliencePipeline BuildRetry(ILogger logger)
+    {
+        var retry = _options.Retry;
+        if (retry.MaxRetryAttempts == 0)
+        {
+            return ResiliencePipeline.Empty;
+        }
+
+        return new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = args => ValueTask.FromResult(
+                    args.Outcome.Exception is { } e && !(e is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)),
+                MaxRetryAttempts = retry.MaxRetryAttempts,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = retry.BaseDelay,
+                MaxDelay = retry.MaxDelay,
+                OnRetry = args =>
+                {
+                    args.Context.Properties.TryGetValue(KafkaConsumer<TKey, TValue>.MessageKey, out var message);
+                    Diagnostics.ConsumerLog.HandlerRetry(logger, args.Outcome.Exception!, _name, message?.Topic ?? "?", message?.Partition.Value ?? -1, message?.Offset.Value ?? -1, args.AttemptNumber + 1, args.RetryDelay);
+                    return default;
+                },
+            })
+            .Build();
+    }
+}

@@ -1,0 +1,65 @@
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+
+namespace KafkaKit.Diagnostics;
+
+/// <summary>Consumer log events. Event ids 2000-2099 are stable.</summary>
+internal static partial class ConsumerLog
+{
+    [LoggerMessage(2000, LogLevel.Information, "Consumer {Name} starting: group {GroupId}, topics {Topics}, strategy {Strategy}, auto.offset.reset={Reset} ({Config}).")]
+    public static partial void Starting(ILogger logger, string name, string groupId, string topics, string strategy, string reset, string config);
+
+    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned {Partition}, starting at {Position} ({Reason}).")]
+    public static partial void Assigned(ILogger logger, string name, TopicPartition partition, string position, string reason);
+
+    [LoggerMessage(2002, LogLevel.Information, "Consumer {Name}: revoked {Count} partitions ({Partitions}); handlers drained in {Elapsed}.")]
+    public static partial void Revoked(ILogger logger, string name, int count, string partitions, TimeSpan elapsed);
+
+    [LoggerMessage(2003, LogLevel.Warning, "Consumer {Name}: lost {Count} partitions ({Partitions}); in-flight handlers cancelled, their offsets discarded, nothing committed.")]
+    public static partial void Lost(ILogger logger, string name, int count, string partitions);
+
+    [LoggerMessage(2004, LogLevel.Warning, "Consumer {Name}: commit failed: {Reason} ({Code}); the offsets stay stored and the next commit carries them.")]
+    public static partial void CommitFailed(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(2005, LogLevel.Warning, "Consumer {Name}: {Reason} ({Code}).")]
+    public static partial void ClientError(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(2006, LogLevel.Critical, "Consumer {Name} hit a fatal error: {Reason} ({Code}); stopping.")]
+    public static partial void Fatal(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(2007, LogLevel.Warning, "Consumer {Name}: handling {Topic} [{Partition}] @{Offset} failed; retry {Attempt} in {Delay}.")]
+    public static partial void HandlerRetry(ILogger logger, Exception exception, string name, string topic, int partition, long offset, int attempt, TimeSpan delay);
+
+    [LoggerMessage(2008, LogLevel.Error, "Consumer {Name}: {Topic} [{Partition}] @{Offset} failed ({Stage}); action {Action}.")]
+    public static partial void MessageFailed(ILogger logger, Exception exception, string name, string topic, int partition, long offset, string stage, Consuming.ConsumerErrorAction action);
+
+    [LoggerMessage(2009, LogLevel.Information, "Consumer {Name}: {Topic} [{Partition}] @{Offset} dead-lettered to {DeadLetterTopic}.")]
+    public static partial void DeadLettered(ILogger logger, string name, string topic, int partition, long offset, string deadLetterTopic);
+
+    [LoggerMessage(2010, LogLevel.Information, "Consumer {Name} stopping: {Step}.")]
+    public static partial void StopStep(ILogger logger, string name, string step);
+
+    [LoggerMessage(2011, LogLevel.Warning, "Consumer {Name}: {Count} handlers outlived the {Timeout} bound and were cancelled; their offsets are not committed.")]
+    public static partial void HandlersCancelled(ILogger logger, string name, int count, TimeSpan timeout);
+
+    [LoggerMessage(2012, LogLevel.Information, "Consumer {Name} stopped ({State}).")]
+    public static partial void Stopped(ILogger logger, string name, Consuming.KafkaConsumerState state);
+
+    [LoggerMessage(2013, LogLevel.Error, "Consumer {Name}: the {Callback} callback threw; the rebalance goes on.")]
+    public static partial void CallbackFailed(ILogger logger, Exception exception, string name, string callback);
+
+    [LoggerMessage(2014, LogLevel.Error, "Consumer {Name} did not finish stopping within {Timeout}; the poll thread is left to finish on its own.")]
+    public static partial void StopTimedOut(ILogger logger, string name, TimeSpan timeout);
+
+    [LoggerMessage(2015, LogLevel.Warning, "Consumer {Name}: poll failed: {Reason} ({Code}).")]
+    public static partial void ConsumeFailed(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(2016, LogLevel.Error, "Consumer {Name}: leaving the group failed.")]
+    public static partial void CloseFailed(ILogger logger, Exception exception, string name);
+
+    [LoggerMessage(2017, LogLevel.Debug, "Consumer {Name}: committed {Offsets}.")]
+    public static partial void Committed(ILogger logger, string name, string offsets);
+
+    [LoggerMessage(2018, LogLevel.Critical, "Consumer {Name} stopped on error: {Reason}.")]
+    public static partial void Faulted(ILogger logger, Exception exception, string name, string reason);
+}
