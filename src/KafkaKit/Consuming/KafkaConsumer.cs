@@ -37,6 +37,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>The resilience-context property carrying the message being retried, for retry logs.</summary>
     internal static readonly ResiliencePropertyKey<TopicPartitionOffset> MessageKey = new("KafkaKit.Message");
 
+    private const int PausedPollMs = 5;
     private static readonly TimeSpan MaintenanceInterval = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan CommittedLookupTimeout = TimeSpan.FromSeconds(2);
 
@@ -59,6 +60,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private volatile bool _stopRequested;
     private Exception? _fault;
     private long _lastPollTimestamp;
+    private int _pausedCount; // poll thread only
     private long _commitFailures;
 
     internal KafkaConsumer(
@@ -220,7 +222,8 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 ConsumeResult<byte[]?, byte[]?>? result = null;
                 try
                 {
-                    result = consumer.Consume(pollMs);
+                    // While a partition is paused, poll in short slices so it resumes as soon as its buffer drains.
+                    result = consumer.Consume(_pausedCount > 0 ? Math.Min(pollMs, PausedPollMs) : pollMs);
                 }
                 catch (ConsumeException e)
                 {
@@ -269,6 +272,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         {
             consumer.Pause([worker.Partition]);
             worker.Paused = true;
+            _pausedCount++;
         }
     }
 
@@ -284,10 +288,11 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                     worker.Overflow.Dequeue();
                 }
 
-                if (worker.Overflow.Count == 0 && !worker.IsStopping)
+                if (worker.Overflow.Count == 0 && worker.Buffered <= worker.ResumeAt && !worker.IsStopping)
                 {
                     consumer.Resume([worker.Partition]);
                     worker.Paused = false;
+                    _pausedCount--;
                 }
             }
 
@@ -583,6 +588,8 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 _consumer!.Resume([worker.Partition]);
             }
 
+            _pausedCount -= worker.Paused ? 1 : 0;
+
             worker.Dispose();
         }
 
@@ -595,6 +602,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     {
         foreach (var worker in TakeWorkers(partitions))
         {
+            _pausedCount -= worker.Paused ? 1 : 0;
             worker.Cancel();
             worker.Dispose();
         }

@@ -34,9 +34,9 @@ public sealed class KafkaConsumerOptions
 
     /// <summary>
     /// Gets or sets how many fetched messages wait per partition for its handler; when full, the partition is paused until
-    /// it drains, while polling goes on. Default: 256 messages. Range 1 to 1,000,000.
+    /// it has drained to half, while polling goes on. Default: 1,000 messages. Range 1 to 1,000,000.
     /// </summary>
-    public int PartitionBufferSize { get; set; } = 256;
+    public int PartitionBufferSize { get; set; } = 1000;
 
     /// <summary>Gets or sets how often stored offsets are committed (librdkafka <c>auto.commit.interval.ms</c>). Default: 5 s.</summary>
     public TimeSpan CommitInterval { get; set; } = TimeSpan.FromSeconds(5);

@@ -21,6 +21,7 @@ internal sealed class PartitionWorker
     internal PartitionWorker(TopicPartition partition, int bufferSize, CancellationToken stopHard)
     {
         Partition = partition;
+        ResumeAt = bufferSize / 2;
         _buffer = Channel.CreateBounded<ConsumeResult<byte[]?, byte[]?>>(new BoundedChannelOptions(bufferSize)
         {
             SingleReader = true,
@@ -45,6 +46,15 @@ internal sealed class PartitionWorker
     public bool Paused { get; set; }
 
     public Task Run { get; private set; } = Task.CompletedTask;
+
+    /// <summary>Gets the number of messages waiting in the buffer.</summary>
+    public int Buffered => _buffer.Reader.Count;
+
+    /// <summary>
+    /// Gets the buffer level at or below which a paused partition resumes (half the buffer): resuming before the buffer
+    /// is empty lets the refetch overlap with handling the rest, so a fast handler does not stall on every cycle.
+    /// </summary>
+    public int ResumeAt { get; }
 
     public bool IsStopping => _stopping;
 

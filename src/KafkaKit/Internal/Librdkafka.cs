@@ -95,6 +95,51 @@ internal static partial class Librdkafka
             "Confluent.Kafka reported librdkafka as loaded, but no librdkafka image is mapped in this process.");
     }
 
+    /// <summary>
+    /// Checks librdkafka properties the way librdkafka will when the client is built (rd_kafka_conf_set): unknown names
+    /// and bad values. Confluent.Kafka's own <c>dotnet.*</c> properties are skipped. Secrets never appear in the result.
+    /// </summary>
+    /// <param name="config">The properties.</param>
+    /// <param name="owner">How to name the client in problems, e.g. <c>"Consumer 'billing'"</c>.</param>
+    /// <param name="problems">Receives one sentence per refused property.</param>
+    internal static void Check(IEnumerable<KeyValuePair<string, string>> config, string owner, List<string> problems)
+    {
+        BindImports(typeof(Librdkafka).Assembly);
+        var conf = rd_kafka_conf_new();
+        try
+        {
+            var error = new byte[512];
+            foreach (var (key, value) in config)
+            {
+                if (key.StartsWith("dotnet.", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                if (rd_kafka_conf_set(conf, key, value ?? string.Empty, error, (UIntPtr)error.Length) != 0)
+                {
+                    var length = Array.IndexOf(error, (byte)0);
+                    var reason = System.Text.Encoding.UTF8.GetString(error, 0, length < 0 ? error.Length : length);
+                    var shown = ConfigText.IsSecret(key) ? "***" : value;
+                    problems.Add($"{owner}: librdkafka refuses '{key}={shown}': {(ConfigText.IsSecret(key) ? "invalid value" : reason)}.");
+                }
+            }
+        }
+        finally
+        {
+            rd_kafka_conf_destroy(conf);
+        }
+    }
+
     [LibraryImport(LibraryName)]
     private static partial int rd_kafka_purge(IntPtr rk, int flags);
+
+    [LibraryImport(LibraryName)]
+    private static partial IntPtr rd_kafka_conf_new();
+
+    [LibraryImport(LibraryName)]
+    private static partial void rd_kafka_conf_destroy(IntPtr conf);
+
+    [LibraryImport(LibraryName, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int rd_kafka_conf_set(IntPtr conf, string name, string value, byte[] errstr, UIntPtr errstrSize);
 }

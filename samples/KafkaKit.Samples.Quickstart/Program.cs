@@ -1,0 +1,92 @@
+// KafkaKit quickstart: produce N keyed messages through a KafkaKit producer and consume them with a KafkaKit consumer
+// group of two members, then check that every message arrived once and in order. With no arguments it runs on an
+// embedded Kafka cluster (in memory); --bootstrap-servers host:port runs it against a real cluster.
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+using KafkaKit;
+using KafkaKit.Consuming;
+using KafkaKit.Samples.Quickstart;
+using KafkaKit.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+var settings = QuickstartSettings.Parse(args);
+if (settings is null)
+{
+    return 2;
+}
+
+EmbeddedKafkaCluster? cluster = null;
+var bootstrapServers = settings.BootstrapServers;
+if (bootstrapServers is null)
+{
+    cluster = EmbeddedKafkaCluster.Start(brokers: 3);
+    bootstrapServers = cluster.BootstrapServers;
+    Console.WriteLine($"No --bootstrap-servers given: started an embedded Kafka cluster (3 brokers, data in memory only) at {bootstrapServers}.");
+}
+
+var runId = Guid.NewGuid().ToString("N")[..8];
+var topic = $"quickstart-{runId}";
+var groupId = $"quickstart-group-{runId}";
+if (cluster is not null)
+{
+    cluster.CreateTopic(topic, settings.Partitions, replicationFactor: 3);
+}
+else
+{
+    await CreateTopicAsync(bootstrapServers, topic, settings.Partitions);
+}
+
+var builder = Host.CreateApplicationBuilder([]);
+builder.Logging.SetMinimumLevel(LogLevel.Warning);
+builder.Logging.AddFilter("KafkaKit", settings.Verbose ? LogLevel.Information : LogLevel.Warning);
+builder.Services.AddSingleton(settings);
+builder.Services.AddSingleton(new QuickstartTally(settings.Messages));
+builder.Services
+    .AddKafkaKit(options =>
+    {
+        options.BootstrapServers = bootstrapServers;
+        options.Producers["quickstart"] = new() { Config = { ["linger.ms"] = "5" } };
+        foreach (var member in new[] { "quickstart-worker-1", "quickstart-worker-2" })
+        {
+            var consumer = new KafkaConsumerOptions { GroupId = groupId, Topics = { topic } };
+            if (cluster is not null)
+            {
+                // The embedded cluster completes a rebalance only after session.timeout.ms - 1 s: keep it short.
+                consumer.Config["session.timeout.ms"] = "6000";
+                consumer.Config["heartbeat.interval.ms"] = "500";
+            }
+
+            options.Consumers[member] = consumer;
+        }
+    })
+    .AddProducer<string, string>("quickstart")
+    .AddConsumer<string, string, QuickstartHandler>("quickstart-worker-1", (sp, consumer) => QuickstartTally.Track(sp, consumer, "quickstart-worker-1"))
+    .AddConsumer<string, string, QuickstartHandler>("quickstart-worker-2", (sp, consumer) => QuickstartTally.Track(sp, consumer, "quickstart-worker-2"));
+builder.Services.AddSingleton(new QuickstartTopic(topic));
+builder.Services.AddHostedService<QuickstartRunner>();
+
+var host = builder.Build();
+var tally = host.Services.GetRequiredService<QuickstartTally>();
+await host.RunAsync(); // stops when the run is over, then disposes the host
+
+if (cluster is not null)
+{
+    await cluster.DisposeAsync();
+}
+
+return tally.ExitCode;
+
+static async Task CreateTopicAsync(string bootstrapServers, string topic, int partitions)
+{
+    using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = bootstrapServers }).Build();
+    try
+    {
+        await admin.CreateTopicsAsync([new TopicSpecification { Name = topic, NumPartitions = partitions, ReplicationFactor = -1 }]);
+    }
+    catch (CreateTopicsException e) when (e.Results.All(r => r.Error.Code == ErrorCode.TopicAlreadyExists))
+    {
+        // fine
+    }
+}
