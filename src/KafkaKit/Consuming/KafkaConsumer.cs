@@ -117,6 +117,22 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>Gets <c>max.poll.interval.ms</c> as configured (default 300,000 ms).</summary>
     public TimeSpan MaxPollInterval { get; }
 
+    /// <summary>Gets the librdkafka handle while the client exists (for health probes through a dependent admin client).</summary>
+    internal Handle? ClientHandle
+    {
+        get
+        {
+            try
+            {
+                return _consumer?.Handle;
+            }
+            catch (ObjectDisposedException)
+            {
+                return null;
+            }
+        }
+    }
+
     /// <summary>Gets the number of offset commits that failed so far (each logged; later commits carry the offsets).</summary>
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
 

@@ -50,7 +50,7 @@ public sealed class KafkaKitBuilder
                 .SetTimeProvider(sp.GetService<TimeProvider>() ?? TimeProvider.System);
             configure?.Invoke(sp, builder);
             var producer = builder.Build();
-            sp.GetRequiredService<KafkaKitClients>().Add(producer);
+            sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(producer));
             return producer;
         });
         Services.TryAddSingleton(sp => sp.GetRequiredKeyedService<IKafkaProducer<TKey, TValue>>(name));
@@ -94,7 +94,7 @@ public sealed class KafkaKitBuilder
                 });
             configure?.Invoke(sp, builder);
             var consumer = builder.Build();
-            sp.GetRequiredService<KafkaKitClients>().Add(consumer);
+            sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(consumer));
             return consumer;
         }));
         return this;

@@ -1,5 +1,4 @@
-using KafkaKit.Consuming;
-using KafkaKit.Producing;
+using KafkaKit.Hosting;
 
 namespace KafkaKit.DependencyInjection;
 
@@ -7,9 +6,9 @@ namespace KafkaKit.DependencyInjection;
 internal sealed class KafkaKitClients
 {
     private readonly object _gate = new();
-    private readonly List<object> _clients = [];
+    private readonly List<KafkaClientHealth> _clients = [];
 
-    public void Add(object client)
+    public void Add(KafkaClientHealth client)
     {
         lock (_gate)
         {
@@ -17,7 +16,7 @@ internal sealed class KafkaKitClients
         }
     }
 
-    public IReadOnlyList<object> Snapshot()
+    public IReadOnlyList<KafkaClientHealth> Snapshot()
     {
         lock (_gate)
         {

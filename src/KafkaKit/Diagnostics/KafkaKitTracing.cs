@@ -1,0 +1,89 @@
+using System.Diagnostics;
+using System.Text;
+using Confluent.Kafka;
+
+namespace KafkaKit.Diagnostics;
+
+/// <summary>
+/// The "KafkaKit" ActivitySource: a producer span per produced message whose W3C trace context (<c>traceparent</c>,
+/// <c>tracestate</c>) is written into the message headers, and a consumer span per handled message that continues it.
+/// Costs nothing when no listener samples the source.
+/// </summary>
+internal static class KafkaKitTracing
+{
+    public const string SourceName = "KafkaKit";
+
+    public static readonly ActivitySource Source = new(SourceName, typeof(KafkaKitTracing).Assembly.GetName().Version?.ToString());
+
+    /// <summary>Starts a "send" span and injects its context into <paramref name="message"/>'s headers; null when nobody listens.</summary>
+    public static Activity? StartProduce<TKey, TValue>(string clientId, string topic, Message<TKey, TValue> message)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
+        var activity = Source.StartActivity($"send {topic}", ActivityKind.Producer);
+        if (activity is null)
+        {
+            return null;
+        }
+
+        activity.SetTag("messaging.system", "kafka");
+        activity.SetTag("messaging.operation.type", "send");
+        activity.SetTag("messaging.destination.name", topic);
+        activity.SetTag("messaging.client.id", clientId);
+        var headers = message.Headers ??= [];
+        DistributedContextPropagator.Current.Inject(activity, headers, static (carrier, name, value) =>
+        {
+            if (carrier is Headers h && value is not null)
+            {
+                h.Remove(name);
+                h.Add(name, Encoding.UTF8.GetBytes(value));
+            }
+        });
+        return activity;
+    }
+
+    /// <summary>Starts a "process" span continuing the trace context found in the message headers; null when nobody listens.</summary>
+    public static Activity? StartProcess(string clientId, string groupId, ConsumeResult<byte[]?, byte[]?> result)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
+        DistributedContextPropagator.Current.ExtractTraceIdAndState(result.Message.Headers, static (object? carrier, string name, out string? value, out IEnumerable<string>? values) =>
+        {
+            values = null;
+            value = carrier is Headers h && h.TryGetLastBytes(name, out var bytes) ? Encoding.UTF8.GetString(bytes) : null;
+        }, out var traceParent, out var traceState);
+        ActivityContext.TryParse(traceParent, traceState, out var parent);
+        var activity = Source.StartActivity($"process {result.Topic}", ActivityKind.Consumer, parent);
+        if (activity is null)
+        {
+            return null;
+        }
+
+        activity.SetTag("messaging.system", "kafka");
+        activity.SetTag("messaging.operation.type", "process");
+        activity.SetTag("messaging.destination.name", result.Topic);
+        activity.SetTag("messaging.destination.partition.id", result.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        activity.SetTag("messaging.kafka.offset", result.Offset.Value);
+        activity.SetTag("messaging.consumer.group.name", groupId);
+        activity.SetTag("messaging.client.id", clientId);
+        return activity;
+    }
+
+    /// <summary>Marks a span failed with the exception's type.</summary>
+    public static void Fail(Activity? activity, Exception error)
+    {
+        if (activity is null)
+        {
+            return;
+        }
+
+        activity.SetStatus(ActivityStatusCode.Error, error.Message);
+        activity.SetTag("error.type", error.GetType().FullName);
+    }
+}

@@ -1,0 +1,74 @@
+using Confluent.Kafka;
+using KafkaKit.Consuming;
+using KafkaKit.Producing;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace KafkaKit.Hosting;
+
+/// <summary>The health of one KafkaKit client, as the health check sees it.</summary>
+internal abstract class KafkaClientHealth
+{
+    public abstract string Name { get; }
+
+    /// <summary>Gets the librdkafka handle to probe the cluster through, or null when the client is not running.</summary>
+    public abstract Handle? Handle { get; }
+
+    /// <summary>Judges the client's own state (no I/O).</summary>
+    public abstract (HealthStatus Status, string Description) Evaluate();
+
+    public static KafkaClientHealth For<TKey, TValue>(IKafkaProducer<TKey, TValue> producer) => new ProducerHealth<TKey, TValue>(producer);
+
+    public static KafkaClientHealth For<TKey, TValue>(KafkaConsumer<TKey, TValue> consumer) => new ConsumerHealth<TKey, TValue>(consumer);
+
+    private sealed class ProducerHealth<TKey, TValue>(IKafkaProducer<TKey, TValue> producer) : KafkaClientHealth
+    {
+        public override string Name => $"producer '{producer.Name}'";
+
+        public override Handle? Handle => producer.FatalError is null ? TryHandle(() => producer.Inner.Handle) : null;
+
+        public override (HealthStatus, string) Evaluate() => producer.FatalError is { } fatal
+            ? (HealthStatus.Unhealthy, $"faulted by a fatal error: {fatal.Reason} ({fatal.Code})")
+            : (HealthStatus.Healthy, $"{producer.QueuedMessages} messages awaiting delivery reports");
+    }
+
+    private sealed class ConsumerHealth<TKey, TValue>(KafkaConsumer<TKey, TValue> consumer) : KafkaClientHealth
+    {
+        public override string Name => $"consumer '{consumer.Name}' (group '{consumer.GroupId}')";
+
+        public override Handle? Handle => consumer.State == KafkaConsumerState.Running ? consumer.ClientHandle : null;
+
+        public override (HealthStatus, string) Evaluate()
+        {
+            switch (consumer.State)
+            {
+                case KafkaConsumerState.Faulted:
+                    return (HealthStatus.Unhealthy, $"stopped on error: {consumer.Fault?.Message}");
+                case KafkaConsumerState.Stopped or KafkaConsumerState.Stopping:
+                    return (HealthStatus.Unhealthy, $"{consumer.State.ToString().ToLowerInvariant()}");
+                case KafkaConsumerState.Created:
+                    return (HealthStatus.Degraded, "not started");
+            }
+
+            if (consumer.SinceLastPoll is { } since && since > consumer.MaxPollInterval)
+            {
+                return (HealthStatus.Unhealthy, $"the poll thread has not polled for {since.TotalSeconds:F0} s (max.poll.interval.ms is {consumer.MaxPollInterval.TotalMilliseconds:F0})");
+            }
+
+            return consumer.Assignment.Count == 0
+                ? (HealthStatus.Healthy, "running, waiting for a partition assignment")
+                : (HealthStatus.Healthy, $"running, {consumer.Assignment.Count} partitions assigned");
+        }
+    }
+
+    private static Handle? TryHandle(Func<Handle> get)
+    {
+        try
+        {
+            return get();
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+}

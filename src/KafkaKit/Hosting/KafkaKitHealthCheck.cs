@@ -1,0 +1,66 @@
+using Confluent.Kafka;
+using KafkaKit.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace KafkaKit.Hosting;
+
+/// <summary>
+/// Reports every KafkaKit producer and consumer built in the service provider: its own state (faulted, stopped, polling
+/// within <c>max.poll.interval.ms</c>, assigned) and whether a broker answers a metadata request through its
+/// connection (bounded by <see cref="ProbeTimeout"/>). The worst client decides the result.
+/// </summary>
+internal sealed class KafkaKitHealthCheck(KafkaKitClients clients) : IHealthCheck
+{
+    /// <summary>How long the broker probe waits for a metadata answer.</summary>
+    public static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
+
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var snapshot = clients.Snapshot();
+        if (snapshot.Count == 0)
+        {
+            return HealthCheckResult.Healthy("no KafkaKit client has been built yet");
+        }
+
+        var worst = HealthStatus.Healthy;
+        var data = new Dictionary<string, object>(StringComparer.Ordinal);
+        foreach (var client in snapshot)
+        {
+            var (status, description) = client.Evaluate();
+            if (status != HealthStatus.Unhealthy && client.Handle is { } handle)
+            {
+                // The metadata call blocks up to ProbeTimeout: keep it off the caller's thread.
+                var reachable = await Task.Run(() => Probe(handle), cancellationToken).ConfigureAwait(false);
+                if (reachable is not null)
+                {
+                    status = HealthStatus.Unhealthy;
+                    description = $"{description}; no broker reachable: {reachable}";
+                }
+            }
+
+            data[client.Name] = $"{status}: {description}";
+            worst = status < worst ? status : worst;
+        }
+
+        return new HealthCheckResult(worst, worst == HealthStatus.Healthy ? "all KafkaKit clients healthy" : "a KafkaKit client is not healthy", data: data);
+    }
+
+    /// <returns>null when a broker answered; otherwise why not.</returns>
+    private static string? Probe(Handle handle)
+    {
+        try
+        {
+            using var admin = new DependentAdminClientBuilder(handle).Build();
+            var metadata = admin.GetMetadata(ProbeTimeout);
+            return metadata.Brokers.Count > 0 ? null : "the cluster returned no brokers";
+        }
+        catch (KafkaException e)
+        {
+            return $"{e.Error.Reason} ({e.Error.Code})";
+        }
+        catch (ObjectDisposedException)
+        {
+            return null; // the client was disposed meanwhile: its state says so at the next check
+        }
+    }
+}
