@@ -41,4 +41,10 @@ internal static partial class ProducerLog
 
     [LoggerMessage(1011, LogLevel.Error, "Producer {Name}: {Undelivered} messages still had no outcome when the producer was destroyed.")]
     public static partial void LostAtDispose(ILogger logger, string name, long undelivered);
+
+    [LoggerMessage(1012, LogLevel.Warning, "Producer {Name}: the queue stayed full for {Waited} ({Queued} messages awaiting delivery reports); a message for {Topic} was refused.")]
+    public static partial void QueueFull(ILogger logger, string name, string topic, TimeSpan waited, long queued);
+
+    [LoggerMessage(1013, LogLevel.Error, "Producer {Name}: serving delivery reports failed; the delivery thread goes on.")]
+    public static partial void PumpFailed(ILogger logger, Exception exception, string name);
 }

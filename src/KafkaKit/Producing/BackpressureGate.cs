@@ -12,6 +12,9 @@ namespace KafkaKit.Producing;
 /// </remarks>
 internal sealed class BackpressureGate
 {
+    /// <summary>The limit that means "no limit" (librdkafka's <c>queue.buffering.max.messages=0</c>).</summary>
+    internal const long Unlimited = long.MaxValue;
+
     private readonly long _maxMessages;
     private readonly long _maxBytes;
     private readonly long _lowWaterMessages;
@@ -22,6 +25,9 @@ internal sealed class BackpressureGate
     private int _wakeOnNextRelease;
     private TaskCompletionSource _signal = NewSignal();
 
+    /// <summary>Initializes a new instance of the <see cref="BackpressureGate"/> class.</summary>
+    /// <param name="maxMessages">The most messages in flight, 1 or more (<see cref="Unlimited"/> for no limit).</param>
+    /// <param name="maxBytes">The most key + value bytes in flight, 1 or more (<see cref="Unlimited"/> for no limit).</param>
     internal BackpressureGate(long maxMessages, long maxBytes)
     {
         _maxMessages = Math.Max(1, maxMessages);
@@ -36,19 +42,42 @@ internal sealed class BackpressureGate
     /// <summary>Gets the bytes (key + value) handed to librdkafka and not yet reported.</summary>
     internal long Bytes => Volatile.Read(ref _bytes);
 
+    /// <summary>Gets the message limit.</summary>
     internal long MaxMessages => _maxMessages;
+
+    /// <summary>Gets the number of callers waiting for room.</summary>
+    internal int Waiters => Volatile.Read(ref _waiters);
 
     /// <summary>Takes room for one message of <paramref name="bytes"/> bytes if there is room.</summary>
     /// <param name="bytes">The message's key + value size in bytes.</param>
     /// <returns><see langword="true"/> when the room was taken.</returns>
     internal bool TryAcquire(long bytes)
     {
-        var messages = Interlocked.Increment(ref _messages);
-        var total = Interlocked.Add(ref _bytes, bytes);
+        // The message count never goes past the limit, not even for a moment: a refused caller must not make a
+        // concurrent one see a full queue that is not full (TryEnqueue and Backpressure.Fail would fail spuriously).
+        long messages;
+        var current = Volatile.Read(ref _messages);
+        while (true)
+        {
+            if (current >= _maxMessages && current != 0)
+            {
+                return false;
+            }
+
+            var seen = Interlocked.CompareExchange(ref _messages, current + 1, current);
+            if (seen == current)
+            {
+                messages = current + 1;
+                break;
+            }
+
+            current = seen;
+        }
 
         // An empty queue always admits one message, so one larger than the byte limit still reaches librdkafka (which
         // then reports it with its own, precise error).
-        if (messages == 1 || (messages <= _maxMessages && total <= _maxBytes))
+        var total = Interlocked.Add(ref _bytes, bytes);
+        if (messages == 1 || total <= _maxBytes)
         {
             return true;
         }
@@ -72,9 +101,12 @@ internal sealed class BackpressureGate
             || (messages <= _lowWaterMessages && total <= _lowWaterBytes)
             || Interlocked.Exchange(ref _wakeOnNextRelease, 0) == 1)
         {
-            Interlocked.Exchange(ref _signal, NewSignal()).TrySetResult();
+            WakeAll();
         }
     }
+
+    /// <summary>Wakes every waiter at once (they re-check the queue, or the producer's state).</summary>
+    internal void WakeAll() => Interlocked.Exchange(ref _signal, NewSignal()).TrySetResult();
 
     /// <summary>
     /// Waits asynchronously until room may be available. The caller retries <see cref="TryAcquire"/> after it returns.
@@ -86,6 +118,7 @@ internal sealed class BackpressureGate
     /// <param name="timeout">The longest wait.</param>
     /// <param name="timeProvider">The time source for <paramref name="timeout"/>.</param>
     /// <param name="cancellationToken">Ends the wait.</param>
+    /// <returns>A task that completes when room may be available.</returns>
     /// <exception cref="TimeoutException"><paramref name="timeout"/> passed.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     internal async Task WaitForRoomAsync(bool wakeOnNextRelease, TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken)

@@ -13,6 +13,12 @@ namespace KafkaKit.Producing;
 /// exactly one outcome: delivered, or failed with an error (also when the producer is disposed before delivery: the
 /// message is then purged and reported failed). Outcomes of messages enqueued without a callback that fail go to the
 /// producer's delivery-failed handler and log.
+/// <para>
+/// Threading: each producer serves librdkafka's delivery reports on one dedicated thread of its own, so delivery
+/// callbacks never run concurrently and the outcomes of one partition arrive in offset order. While an enqueue waits for
+/// room, that thread flushes, so a full queue sends at once instead of waiting out <c>linger.ms</c> (as the Java client
+/// does when producers are blocked on buffer memory).
+/// </para>
 /// </remarks>
 public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
 {
@@ -26,14 +32,16 @@ public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
     Error? FatalError { get; }
 
     /// <summary>
-    /// Hands a message to librdkafka without waiting for the broker's acknowledgement. Completes synchronously, without
-    /// allocating, when the local queue has room; otherwise applies the producer's <see cref="ProducerBackpressure"/>.
+    /// Hands a message to librdkafka without waiting for the broker's acknowledgement. Completes synchronously (no task is
+    /// allocated) when the local queue has room; otherwise applies the producer's <see cref="ProducerBackpressure"/>.
+    /// The local queue is bounded by <c>queue.buffering.max.messages</c> and <c>queue.buffering.max.kbytes</c>.
     /// </summary>
     /// <param name="topic">The topic.</param>
     /// <param name="message">The message (key, value, headers, timestamp).</param>
     /// <param name="onDelivery">
-    /// Called once with the message's outcome, on librdkafka's delivery-report thread (keep it short; never block).
-    /// An exception it throws is logged and counted and does not stop later deliveries. Optional.
+    /// Called once with the message's outcome, on the producer's delivery-report thread, one callback at a time (keep it
+    /// short; never block on the producer from it). An exception it throws is logged and counted
+    /// (<c>kafkakit.producer.callback.errors</c>) and does not stop later deliveries. Optional.
     /// </param>
     /// <param name="cancellationToken">Ends a wait for room.</param>
     /// <returns>A task that completes once librdkafka accepted the message into its local queue.</returns>
@@ -77,16 +85,19 @@ public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
 
     /// <summary>
     /// Waits until every enqueued message has its outcome, sending lingering batches at once (librdkafka
-    /// <c>rd_kafka_flush</c>; <c>linger.ms</c> is not waited out). Runs librdkafka's blocking flush on a dedicated thread,
-    /// never on the caller's or a thread-pool thread.
+    /// <c>rd_kafka_flush</c>; <c>linger.ms</c> is not waited out). librdkafka's blocking flush runs on the producer's
+    /// delivery-report thread, never on the caller's or a thread-pool thread.
     /// </summary>
-    /// <param name="cancellationToken">Ends the wait (within 100 ms); messages stay queued.</param>
+    /// <param name="cancellationToken">Ends the wait at once; messages stay queued.</param>
     /// <returns>The number of messages still without an outcome: 0 when all are delivered or failed.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="ObjectDisposedException">The producer was disposed.</exception>
     ValueTask<int> FlushAsync(CancellationToken cancellationToken = default);
 
-    /// <summary>Blocking form of <see cref="FlushAsync"/>, bounded by <paramref name="timeout"/>; blocks the calling thread.</summary>
+    /// <summary>
+    /// Blocking form of <see cref="FlushAsync"/>, bounded by <paramref name="timeout"/> (to within 50 ms); blocks the
+    /// calling thread.
+    /// </summary>
     /// <param name="timeout">The longest wait, 0 or more.</param>
     /// <returns>The number of messages still without an outcome.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is negative.</exception>
@@ -94,6 +105,10 @@ public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
     int Flush(TimeSpan timeout);
 
     /// <summary>Gets the underlying Confluent.Kafka producer, for what KafkaKit does not cover (for example admin calls through its handle).</summary>
-    /// <remarks>Producing through it bypasses KafkaKit's backpressure accounting.</remarks>
+    /// <remarks>
+    /// Producing through it bypasses KafkaKit's backpressure accounting. Its delivery reports are served by KafkaKit's
+    /// delivery-report thread (Confluent's background poll is off); calling its <c>Poll</c> or <c>Flush</c> serves them on
+    /// the calling thread as well.
+    /// </remarks>
     IProducer<TKey, TValue> Inner { get; }
 }

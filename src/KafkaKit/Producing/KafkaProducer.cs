@@ -12,7 +12,11 @@ namespace KafkaKit.Producing;
 /// <summary>The KafkaKit producer over a Confluent.Kafka producer; see <see cref="IKafkaProducer{TKey, TValue}"/>.</summary>
 internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
 {
-    private static readonly TimeSpan FlushSlice = TimeSpan.FromMilliseconds(100);
+    /// <summary>How often an enqueue looks again at once when librdkafka is full with nothing of ours in flight.</summary>
+    private const int YieldsBeforeDelay = 10;
+
+    /// <summary>How long disposal serves the failure reports of purged messages (they are local; this is ample).</summary>
+    private static readonly TimeSpan PurgeReportTimeout = TimeSpan.FromSeconds(5);
 
     private readonly IProducer<TKey, TValue> _producer;
     private readonly KafkaProducerOptions _options;
@@ -25,8 +29,12 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly Action<DeliveryReport<TKey, TValue>> _withoutCallback;
     private readonly ConcurrentBag<DeliverySource<TKey, TValue>> _sources = [];
     private readonly CancellationTokenSource _disposing = new();
+    private readonly MessageSize _size;
+    private readonly DeliveryPump _pump;
     private Error? _fatalError;
     private int _disposed;
+    private int _producing;
+    private Task? _disposal;
     private long _callbackErrors;
 
     internal KafkaProducer(
@@ -48,16 +56,35 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         _timeProvider = timeProvider;
         _accountOnly = Account;
         _withoutCallback = OnDeliveryWithoutCallback;
+        _size = MessageSize.For(config);
+
+        // librdkafka checks the properties together here (each one alone was checked at Build), before the limits below
+        // are read.
+        // KafkaKit's delivery pump serves delivery reports on one thread (see DeliveryPump), instead of Confluent's poll thread.
+        var clientConfig = new ProducerConfig(config.ToDictionary(p => p.Key, p => p.Value));
+        clientConfig.Set(ConfigPropertyNames.Producer.EnableBackgroundPoll, "false");
+        try
+        {
+            _producer = new ProducerBuilder<TKey, TValue>(clientConfig)
+                .SetKeySerializer(keySerializer)
+                .SetValueSerializer(valueSerializer)
+                .SetErrorHandler((_, error) => OnError(error))
+                .SetLogHandler((_, message) => ClientLog.Forward(logger, message))
+                .Build();
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ArgumentException($"Producer '{name}': librdkafka refused its configuration: {e.Message}", nameof(config), e);
+        }
+
+        // queue.buffering.max.messages=0 means "no message limit" to librdkafka (its default is 100,000 messages);
+        // queue.buffering.max.kbytes has no such value (default 1,048,576 KB).
+        var maxMessages = config.QueueBufferingMaxMessages ?? 100_000;
         _gate = new BackpressureGate(
-            config.QueueBufferingMaxMessages ?? 100_000,
+            maxMessages <= 0 ? BackpressureGate.Unlimited : maxMessages,
             (config.QueueBufferingMaxKbytes ?? 1_048_576) * 1024L);
-        _producer = new ProducerBuilder<TKey, TValue>(config)
-            .SetKeySerializer(keySerializer)
-            .SetValueSerializer(valueSerializer)
-            .SetErrorHandler((_, error) => OnError(error))
-            .SetLogHandler((_, message) => ClientLog.Forward(logger, message))
-            .Build();
         ProducerLog.Started(logger, name, ConfigText.Redacted(config));
+        _pump = new DeliveryPump(_producer.Poll, _producer.Flush, e => ProducerLog.PumpFailed(logger, e, name), name);
     }
 
     public string Name { get; }
@@ -70,6 +97,9 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
 
     /// <summary>Gets the number of exceptions thrown by delivery callbacks so far.</summary>
     internal long CallbackErrors => Interlocked.Read(ref _callbackErrors);
+
+    /// <summary>Gets the number of enqueues waiting for room in a full queue.</summary>
+    internal int WaitingForRoom => _pump.Waiting;
 
     public ValueTask EnqueueAsync(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null, CancellationToken cancellationToken = default)
     {
@@ -136,35 +166,72 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     public ValueTask<int> FlushAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        return new ValueTask<int>(FlushOnDedicatedThreadAsync(Timeout.InfiniteTimeSpan, cancellationToken));
+        return new ValueTask<int>(_pump.FlushAsync(Timeout.InfiniteTimeSpan, cancellationToken));
     }
 
     public int Flush(TimeSpan timeout)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(timeout, TimeSpan.Zero);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        return _producer.Flush(timeout);
+        if (_pump.IsCurrentThread)
+        {
+            // Called from a delivery callback: the pump cannot serve a request while it runs this callback.
+            return FlushFor(timeout);
+        }
+
+        var flush = _pump.FlushAsync(timeout, CancellationToken.None);
+#pragma warning disable VSTHRD002 // Flush(TimeSpan) is the documented blocking form; the pump thread does the work.
+        return flush.GetAwaiter().GetResult();
+#pragma warning restore VSTHRD002
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            return;
+            // A second caller waits for the first disposal (which never throws).
+            return new ValueTask(Volatile.Read(ref _disposal) ?? Task.CompletedTask);
         }
 
-        await _disposing.CancelAsync().ConfigureAwait(false); // ends enqueues waiting for room
+        var disposal = DisposeCoreAsync();
+        Volatile.Write(ref _disposal, disposal);
+        return new ValueTask(disposal);
+    }
+
+    private async Task DisposeCoreAsync()
+    {
+        await _disposing.CancelAsync().ConfigureAwait(false); // ends enqueues waiting for room (ObjectDisposedException)
+
+        // Stopping the pump, librdkafka's flush, purge and destroy block; run them on a dedicated thread, never the
+        // caller's or the pool's.
+        await Task.Factory.StartNew(DisposeBlocking, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+            .ConfigureAwait(false);
+        _disposing.Dispose();
+    }
+
+    private void DisposeBlocking()
+    {
+        // A produce call that saw the producer undisposed may still be inside librdkafka's Produce: let it finish, so its
+        // message is flushed (or purged and reported) below instead of being destroyed without an outcome.
+        var spin = default(SpinWait);
+        while (Volatile.Read(ref _producing) != 0)
+        {
+            spin.SpinOnce();
+        }
+
+        // From here this thread is the only one serving delivery reports.
+        _pump.Stop();
         ProducerLog.Disposing(_logger, Name, _gate.Messages, _options.FlushTimeoutOnDispose);
-        var remaining = await FlushOnDedicatedThreadAsync(_options.FlushTimeoutOnDispose, CancellationToken.None).ConfigureAwait(false);
+        var remaining = FlushFor(_options.FlushTimeoutOnDispose);
         if (remaining > 0 && _gate.Messages > 0)
         {
             // Give every message left its one outcome: purged messages are reported failed (Local_PurgeQueue /
-            // Local_PurgeInflight) through the delivery handlers, served by Confluent's poll thread.
+            // Local_PurgeInflight) through their delivery handlers, served by the flush below.
             var undelivered = _gate.Messages;
             if (Librdkafka.TryPurge(_producer.Handle))
             {
                 ProducerLog.Purged(_logger, Name, undelivered);
-                await FlushOnDedicatedThreadAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+                FlushFor(PurgeReportTimeout);
             }
         }
 
@@ -174,7 +241,6 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         }
 
         _producer.Dispose();
-        _disposing.Dispose();
         ProducerLog.Disposed(_logger, Name);
     }
 
@@ -182,8 +248,16 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     /// <returns><see langword="false"/> when librdkafka itself reported its queue full (the room was returned).</returns>
     private bool TryProduce(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>> handler, long size)
     {
+        // Pairs with DisposeBlocking: either this call sees the disposal, or the disposal waits for this call.
+        Interlocked.Increment(ref _producing);
         try
         {
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                _gate.Release(size);
+                throw new ObjectDisposedException(GetType().FullName);
+            }
+
             _producer.Produce(topic, message, handler);
             return true;
         }
@@ -193,18 +267,25 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             _gate.Release(size);
             return false;
         }
-        catch
+        catch (Exception e) when (e is not ObjectDisposedException)
         {
             _gate.Release(size);
             throw;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _producing);
         }
     }
 
     private async Task EnqueueSlowAsync(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>> handler, long size, bool wakeOnNextRelease, CancellationToken cancellationToken)
     {
         var started = _timeProvider.GetTimestamp();
+        var fullWithNothingInFlight = 0;
         while (true)
         {
+            ThrowIfFaulted();
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
             if (!wakeOnNextRelease && _gate.TryAcquire(size))
             {
                 if (TryProduce(topic, message, handler, size))
@@ -221,23 +302,52 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             if (_options.Backpressure == ProducerBackpressure.Fail || waited >= _options.MaxBlock)
             {
                 RecordWait(started, topic);
+                ProducerLog.QueueFull(_logger, Name, topic, waited, _gate.Messages);
                 throw new ProducerQueueFullException(topic, waited, _gate.Messages);
             }
 
-            ThrowIfFaulted();
+            cancellationToken.ThrowIfCancellationRequested();
             ProducerLog.WaitingForRoom(_logger, Name, _gate.Messages);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposing.Token);
+            _pump.EnterWait();
             try
             {
-                await _gate.WaitForRoomAsync(wakeOnNextRelease, _options.MaxBlock - waited, _timeProvider, linked.Token).ConfigureAwait(false);
+                if (wakeOnNextRelease && _gate.Messages == 0)
+                {
+                    // librdkafka is full though none of this producer's messages awaits a report: its count lags by the
+                    // report being served, or messages produced through Inner (not counted here) fill it. No report of
+                    // ours will signal room: look again at once a few times, then once per slice (the pump flushes).
+                    if (++fullWithNothingInFlight <= YieldsBeforeDelay)
+                    {
+                        await Task.Yield();
+                    }
+                    else
+                    {
+                        await Task.Delay(DeliveryPump.FlushSlice, _timeProvider, linked.Token).ConfigureAwait(false);
+                    }
+                }
+                else
+                {
+                    await _gate.WaitForRoomAsync(wakeOnNextRelease, _options.MaxBlock - waited, _timeProvider, linked.Token).ConfigureAwait(false);
+                }
             }
             catch (TimeoutException)
             {
                 // loop: the MaxBlock check above throws the typed error
             }
-            catch (OperationCanceledException) when (_disposing.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The caller's token, not the linked one, so callers can tell their own cancellation.
+                RecordWait(started, topic);
+                throw new OperationCanceledException("The wait for room in the producer queue was cancelled; the message was not enqueued.", cancellationToken);
+            }
+            catch (OperationCanceledException) when (_disposing.IsCancellationRequested)
             {
                 throw new ObjectDisposedException(GetType().FullName, "The producer was disposed while the message waited for room; it was not enqueued.");
+            }
+            finally
+            {
+                _pump.ExitWait();
             }
 
             wakeOnNextRelease = false;
@@ -262,7 +372,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
 
         source.Reset();
         var pending = source.Task;
-        var size = MessageSize.Of(message);
+        var size = _size.Of(message);
         if (!_gate.TryAcquire(size))
         {
             await EnqueueSlowAsync(topic, message, source.Handler, size, wakeOnNextRelease: false, cancellationToken).ConfigureAwait(false);
@@ -288,7 +398,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         ArgumentNullException.ThrowIfNull(message);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         ThrowIfFaulted();
-        return MessageSize.Of(message);
+        return _size.Of(message);
     }
 
     private void ThrowIfFaulted()
@@ -299,10 +409,10 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         }
     }
 
-    // Runs on Confluent's delivery-report thread for every message.
+    // Runs on the delivery-report thread (the pump, or the disposing thread at the end) for every message.
     private void Account(DeliveryReport<TKey, TValue> report)
     {
-        _gate.Release(MessageSize.Of(report.Message));
+        _gate.Release(_size.Of(report.Message));
         if (KafkaKitMetrics.SentMessages.Enabled)
         {
             var tags = KafkaKitMetrics.Tags(Name, report.Topic);
@@ -326,7 +436,13 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
 
     private void ReportUnhandledFailure(DeliveryReport<TKey, TValue> report)
     {
-        ProducerLog.DeliveryFailed(_logger, Name, report.Topic, report.Partition.Value, report.Error.Reason, report.Error.Code);
+        // Messages purged at dispose are summed up in one log line (Purged) instead of one line each.
+        if (Volatile.Read(ref _disposed) == 0
+            || report.Error.Code is not (ErrorCode.Local_PurgeQueue or ErrorCode.Local_PurgeInflight))
+        {
+            ProducerLog.DeliveryFailed(_logger, Name, report.Topic, report.Partition.Value, report.Error.Reason, report.Error.Code);
+        }
+
         if (_onDeliveryFailed is null)
         {
             return;
@@ -356,6 +472,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             if (Interlocked.CompareExchange(ref _fatalError, error, null) is null)
             {
                 ProducerLog.Faulted(_logger, Name, error.Reason, error.Code);
+                _gate.WakeAll(); // enqueues waiting for room fail fast instead of waiting out MaxBlock
             }
 
             return;
@@ -384,26 +501,10 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         }
     }
 
-    private Task<int> FlushOnDedicatedThreadAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        // rd_kafka_flush blocks; run it in slices on a dedicated thread so neither the caller nor the pool is blocked.
-        return Task.Factory.StartNew(
-            () =>
-            {
-                var deadline = timeout == Timeout.InfiniteTimeSpan ? long.MaxValue : Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-                while (true)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var left = TimeSpan.FromSeconds((deadline - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency);
-                    var remaining = _producer.Flush(left < FlushSlice ? (left < TimeSpan.Zero ? TimeSpan.Zero : left) : FlushSlice);
-                    if (remaining == 0 || Stopwatch.GetTimestamp() >= deadline)
-                    {
-                        return remaining;
-                    }
-                }
-            },
-            cancellationToken,
-            TaskCreationOptions.LongRunning,
-            TaskScheduler.Default);
-    }
+    /// <summary>
+    /// Flushes on the calling thread (the disposing thread once the pump stopped, or the pump's own thread) until
+    /// nothing is outstanding or the timeout passed.
+    /// </summary>
+    /// <returns>librdkafka's count of what is still outstanding (0: every message has its outcome).</returns>
+    private int FlushFor(TimeSpan timeout) => _producer.Flush(timeout);
 }

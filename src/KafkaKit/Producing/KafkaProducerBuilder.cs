@@ -101,7 +101,7 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
 
     /// <summary>
     /// Sets the handler of failed deliveries of messages enqueued without a per-message callback (each is also logged).
-    /// It runs on librdkafka's delivery-report thread; an exception it throws is logged and counted.
+    /// It runs on the producer's delivery-report thread; an exception it throws is logged and counted.
     /// </summary>
     /// <param name="handler">The handler.</param>
     /// <returns>This builder.</returns>
@@ -113,13 +113,18 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
 
     /// <summary>Builds the producer.</summary>
     /// <returns>The producer; dispose it (asynchronously) to flush and release it.</returns>
-    /// <exception cref="OptionsValidationException">The options are invalid; the message lists every problem.</exception>
-    /// <exception cref="ArgumentException">librdkafka refused a property (unknown name or bad value).</exception>
+    /// <exception cref="OptionsValidationException">
+    /// The options are invalid, or librdkafka refuses properties (unknown names, bad values); the message lists every
+    /// problem, secret values redacted.
+    /// </exception>
+    /// <exception cref="ArgumentException">librdkafka refused the combination of properties (each one alone is valid).</exception>
     public IKafkaProducer<TKey, TValue> Build()
     {
         var merged = ClientProperties.Merge(_name, Defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
         var problems = new List<string>(_options.Validate());
         ClientProperties.RequireBootstrapServers(merged, "Producer", _name, problems);
+        KafkaProducerOptions.RequireDeliveryReports(_shared?.Client, "KafkaKit:Client", problems);
+        Librdkafka.Check(merged, $"Producer '{_name}'", problems);
         if (problems.Count > 0)
         {
             throw new OptionsValidationException(_name, typeof(KafkaProducerOptions), problems);

@@ -1,3 +1,5 @@
+using Confluent.Kafka;
+
 namespace KafkaKit.Producing;
 
 /// <summary>Options of one KafkaKit producer. Bindable from configuration; validated when the producer is built.</summary>
@@ -8,6 +10,9 @@ public sealed class KafkaProducerOptions
 
     /// <summary>The default of <see cref="FlushTimeoutOnDispose"/>: 30 s.</summary>
     public static readonly TimeSpan DefaultFlushTimeoutOnDispose = TimeSpan.FromSeconds(30);
+
+    /// <summary>The longest <see cref="MaxBlock"/> and <see cref="FlushTimeoutOnDispose"/>: <see cref="int.MaxValue"/> ms (about 24.8 days), the most a timer takes.</summary>
+    internal static readonly TimeSpan MaxTimeout = TimeSpan.FromMilliseconds(int.MaxValue);
 
     /// <summary>
     /// Gets or sets the initial brokers, <c>"host:port,host:port"</c> (librdkafka <c>bootstrap.servers</c>). Overrides the
@@ -27,13 +32,13 @@ public sealed class KafkaProducerOptions
 
     /// <summary>
     /// Gets or sets the longest time an enqueue waits for room with <see cref="ProducerBackpressure.Wait"/> before it
-    /// throws <see cref="ProducerQueueFullException"/>. Default: 60 s. Must be 0 or more.
+    /// throws <see cref="ProducerQueueFullException"/>. Default: 60 s. Must be 0 (fail at once when full) to 24.8 days.
     /// </summary>
     public TimeSpan MaxBlock { get; set; } = DefaultMaxBlock;
 
     /// <summary>
     /// Gets or sets how long disposal waits for outstanding deliveries before it purges the rest (each purged message is
-    /// reported failed with <c>Local_PurgeQueue</c> or <c>Local_PurgeInflight</c>). Default: 30 s. Must be 0 or more.
+    /// reported failed with <c>Local_PurgeQueue</c> or <c>Local_PurgeInflight</c>). Default: 30 s. Must be 0 to 24.8 days.
     /// </summary>
     public TimeSpan FlushTimeoutOnDispose { get; set; } = DefaultFlushTimeoutOnDispose;
 
@@ -45,14 +50,14 @@ public sealed class KafkaProducerOptions
     internal IReadOnlyList<string> Validate()
     {
         var problems = new List<string>();
-        if (MaxBlock < TimeSpan.Zero)
+        if (MaxBlock < TimeSpan.Zero || MaxBlock > MaxTimeout)
         {
-            problems.Add($"MaxBlock is {MaxBlock}; it must be 0 or more.");
+            problems.Add($"MaxBlock is {MaxBlock}; it must be between 0 and {MaxTimeout}.");
         }
 
-        if (FlushTimeoutOnDispose < TimeSpan.Zero)
+        if (FlushTimeoutOnDispose < TimeSpan.Zero || FlushTimeoutOnDispose > MaxTimeout)
         {
-            problems.Add($"FlushTimeoutOnDispose is {FlushTimeoutOnDispose}; it must be 0 or more.");
+            problems.Add($"FlushTimeoutOnDispose is {FlushTimeoutOnDispose}; it must be between 0 and {MaxTimeout}.");
         }
 
         if (!Enum.IsDefined(Backpressure))
@@ -60,7 +65,26 @@ public sealed class KafkaProducerOptions
             problems.Add($"Backpressure is {(int)Backpressure}; it must be Wait or Fail.");
         }
 
+        RequireDeliveryReports(Config, nameof(Config), problems);
         Retry.Validate(problems);
         return problems;
+    }
+
+    /// <summary>
+    /// Refuses the Confluent.Kafka properties that would take away delivery reports: KafkaKit frees queue room and gives
+    /// every message its outcome from them.
+    /// </summary>
+    /// <param name="config">The properties, or <see langword="null"/>.</param>
+    /// <param name="where">Where they come from, for the problem text.</param>
+    /// <param name="problems">Receives one sentence per refused property.</param>
+    internal static void RequireDeliveryReports(IDictionary<string, string>? config, string where, List<string> problems)
+    {
+        foreach (var key in (string[])[ConfigPropertyNames.Producer.EnableDeliveryReports, ConfigPropertyNames.Producer.EnableBackgroundPoll])
+        {
+            if (config is not null && config.TryGetValue(key, out var text) && !(bool.TryParse(text, out var on) && on))
+            {
+                problems.Add($"{where} has {key}={text}; KafkaKit needs delivery reports (they free queue room and give every message its outcome; KafkaKit serves them on its own thread): remove the property.");
+            }
+        }
     }
 }

@@ -1,0 +1,211 @@
+using System.Diagnostics;
+
+namespace KafkaKit.Producing;
+
+/// <summary>
+/// The one dedicated thread per producer that serves librdkafka's delivery reports and events (errors, statistics):
+/// it polls while the producer is idle and flushes while an enqueue waits for room or a flush was asked for. Every
+/// delivery callback therefore runs on this thread, one at a time, in librdkafka's order (per partition: offset order).
+/// </summary>
+/// <remarks>
+/// <para>
+/// Flushing while an enqueue waits for room makes a full queue send at once: a full queue cannot grow a batch, so waiting
+/// out <c>linger.ms</c> only stalls the producer (with <c>linger.ms=1000</c> and a queue of 100 messages, 1,000 messages
+/// would take 10 s). librdkafka ignores <c>linger.ms</c> during <c>rd_kafka_flush</c>; the Java client likewise sends
+/// batches at once while producers are blocked on buffer memory ("exhausted").
+/// </para>
+/// <para>
+/// Confluent.Kafka's own background poll thread is switched off (<c>dotnet.producer.enable.background.poll=false</c>): two
+/// pollers would run callbacks concurrently and out of order.
+/// </para>
+/// </remarks>
+internal sealed class DeliveryPump
+{
+    /// <summary>The longest poll while idle: how soon the thread notices a flush request or a waiting enqueue.</summary>
+    internal static readonly TimeSpan IdleSlice = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>The longest flush call: how often flush requests are checked against their deadlines.</summary>
+    internal static readonly TimeSpan FlushSlice = TimeSpan.FromMilliseconds(50);
+
+    private readonly Func<TimeSpan, int> _poll;
+    private readonly Func<TimeSpan, int> _flush;
+    private readonly Action<Exception> _onError;
+    private readonly Thread _thread;
+    private readonly object _lock = new();
+    private readonly List<FlushRequest> _requests = [];
+    private int _waiting;
+    private bool _stopping;
+
+    /// <summary>Initializes a new instance of the <see cref="DeliveryPump"/> class and starts its thread.</summary>
+    /// <param name="poll">librdkafka's poll with a timeout (serves callbacks; blocking).</param>
+    /// <param name="flush">librdkafka's flush with a timeout (sends lingering batches, serves callbacks; returns what is outstanding).</param>
+    /// <param name="onError">Told of an exception escaping poll or flush (the thread goes on).</param>
+    /// <param name="name">The producer's name, for the thread name.</param>
+    public DeliveryPump(Func<TimeSpan, int> poll, Func<TimeSpan, int> flush, Action<Exception> onError, string name)
+    {
+        _poll = poll;
+        _flush = flush;
+        _onError = onError;
+        _thread = new Thread(Run) { IsBackground = true, Name = $"kafkakit-producer-{name}" };
+        _thread.Start();
+    }
+
+    /// <summary>Gets how many enqueues are waiting for room.</summary>
+    public int Waiting => Volatile.Read(ref _waiting);
+
+    /// <summary>Gets whether the calling thread is the pump's (a delivery callback is running).</summary>
+    public bool IsCurrentThread => Thread.CurrentThread == _thread;
+
+    /// <summary>An enqueue starts waiting for room: the pump flushes until every waiter has left.</summary>
+    public void EnterWait() => Interlocked.Increment(ref _waiting);
+
+    /// <summary>An enqueue stopped waiting (it got room, gave up or was cancelled).</summary>
+    public void ExitWait() => Interlocked.Decrement(ref _waiting);
+
+    /// <summary>Asks the pump to flush until nothing is outstanding or <paramref name="timeout"/> passed.</summary>
+    /// <param name="timeout">The longest wait; <see cref="Timeout.InfiniteTimeSpan"/> for none.</param>
+    /// <param name="cancellationToken">Ends the wait (messages stay queued).</param>
+    /// <returns>What librdkafka still had outstanding: 0 when every message has its outcome.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The pump stopped (the producer is being disposed).</exception>
+    public Task<int> FlushAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<int>(cancellationToken);
+        }
+
+        var deadline = timeout == Timeout.InfiniteTimeSpan ? long.MaxValue : Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        var request = new FlushRequest(deadline);
+        request.Watch(cancellationToken); // before the pump can see (and complete) the request
+        lock (_lock)
+        {
+            if (_stopping)
+            {
+                request.Fail(new ObjectDisposedException(nameof(DeliveryPump), "The producer is being disposed."));
+                return request.Task;
+            }
+
+            _requests.Add(request);
+        }
+
+        return request.Task;
+    }
+
+    /// <summary>Stops the thread after its current slice and fails pending flush requests. Idempotent.</summary>
+    public void Stop()
+    {
+        List<FlushRequest> pending;
+        lock (_lock)
+        {
+            if (_stopping)
+            {
+                return;
+            }
+
+            _stopping = true;
+            pending = [.. _requests];
+            _requests.Clear();
+        }
+
+        if (!IsCurrentThread)
+        {
+            _thread.Join();
+        }
+
+        foreach (var request in pending)
+        {
+            request.Fail(new ObjectDisposedException(nameof(DeliveryPump), "The producer was disposed during the flush."));
+        }
+    }
+
+    private void Run()
+    {
+        while (true)
+        {
+            TimeSpan? flushFor;
+            lock (_lock)
+            {
+                if (_stopping)
+                {
+                    return;
+                }
+
+                _requests.RemoveAll(r => r.Task.IsCompleted);
+                flushFor = _requests.Count > 0 ? UntilFirstDeadline() : Volatile.Read(ref _waiting) > 0 ? FlushSlice : null;
+            }
+
+            try
+            {
+                if (flushFor is not { } slice)
+                {
+                    _poll(IdleSlice);
+                    continue;
+                }
+
+                var outstanding = _flush(slice);
+                lock (_lock)
+                {
+                    var now = Stopwatch.GetTimestamp();
+                    foreach (var request in _requests)
+                    {
+                        if (outstanding == 0 || now >= request.Deadline)
+                        {
+                            request.Complete(outstanding);
+                        }
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                // Never let an exception end the thread (or the process): report it and serve on, without spinning.
+                _onError(e);
+                Thread.Sleep(IdleSlice);
+            }
+        }
+    }
+
+    private TimeSpan UntilFirstDeadline()
+    {
+        var first = _requests.Min(r => r.Deadline);
+        if (first == long.MaxValue)
+        {
+            return FlushSlice;
+        }
+
+        var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), first);
+        return left <= TimeSpan.Zero ? TimeSpan.Zero : left < FlushSlice ? left : FlushSlice;
+    }
+
+    private sealed class FlushRequest(long deadline)
+    {
+        private readonly TaskCompletionSource<int> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private CancellationTokenRegistration _registration;
+
+        public long Deadline { get; } = deadline;
+
+#pragma warning disable VSTHRD003 // the task of a completion source this class owns and completes
+        public Task<int> Task => _done.Task;
+#pragma warning restore VSTHRD003
+
+        public void Watch(CancellationToken cancellationToken)
+        {
+            if (cancellationToken.CanBeCanceled)
+            {
+                _registration = cancellationToken.Register(static (state, token) => ((FlushRequest)state!)._done.TrySetCanceled(token), this);
+            }
+        }
+
+        public void Complete(int outstanding)
+        {
+            _registration.Dispose();
+            _done.TrySetResult(outstanding);
+        }
+
+        public void Fail(Exception exception)
+        {
+            _registration.Dispose();
+            _done.TrySetException(exception);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+using System.Text;
+using Confluent.Kafka;
+using KafkaKit.Producing;
+using KafkaKit.Tests.Support;
+using KafkaKit.Testing;
+using static KafkaKit.Tests.Producing.ProducerTestKit;
+
+namespace KafkaKit.Tests.Producing;
+
+/// <summary>ProduceAsync's retry pipeline: retriable failures are retried, permanent ones fail once.</summary>
+public sealed partial class KafkaProducerTests
+{
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task ProduceAsync_RetriableErrorsPushedForProduce_RetriesAndSucceeds(CancellationToken cancellationToken)
+    {
+        // Arrange: librdkafka's own retries off (retries=0, no idempotence), so each broker error reaches KafkaKit's
+        // pipeline. (NotLeaderForPartition would not: librdkafka re-queues it after a metadata refresh without counting
+        // a retry.)
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var topic = cluster.NewTopic("retry", partitions: 1);
+        await using var reader = new TopicReader<Ignore, string>(cluster.BootstrapServers, topic, 1, keepRecords: true);
+        var (producer, logs, serializer, attempts) = BuildForRetries(cluster);
+        await using var _ = producer;
+        using var __ = attempts;
+        cluster.PushRequestErrors(ApiKey.Produce, ErrorCode.NotEnoughReplicas, ErrorCode.RequestTimedOut);
+
+        // Act
+        var result = await producer.ProduceAsync(topic, new Message<Null, string> { Value = "retried" }, cancellationToken);
+
+        // Assert
+        Assert.That(result.Status, Is.EqualTo(PersistenceStatus.Persisted));
+        Assert.That(result.Offset.Value, Is.GreaterThanOrEqualTo(0));
+        Assert.That(serializer.Calls, Is.EqualTo(3), "three attempts: two failed, one delivered");
+        Assert.That(attempts.SumWhere(e => e is not null), Is.EqualTo(2), "two failed outcomes");
+        Assert.That(attempts.SumWhere(e => e is null), Is.EqualTo(1), "one delivered outcome");
+        var retries = logs.WithEventId(1008).Select(e => e.Message).ToList();
+        Assert.That(retries, Has.Count.EqualTo(2), "KafkaKit logged each retry");
+        Assert.That(retries[0], Does.Contain(nameof(ErrorCode.NotEnoughReplicas)));
+        Assert.That(retries[1], Does.Contain(nameof(ErrorCode.RequestTimedOut)));
+        Assert.That(await reader.ReadAsync(1, TimeSpan.FromSeconds(10), cancellationToken), Is.EqualTo(1));
+        Assert.That(reader.Records.Single().Message.Value, Is.EqualTo("retried"));
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task ProduceAsync_RetriableErrorsBeyondMaxRetries_FailsAfterLastRetry(CancellationToken cancellationToken)
+    {
+        // Arrange: 3 retries allowed, 5 errors pushed.
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var topic = cluster.NewTopic("retry-exhausted", partitions: 1);
+        var (producer, logs, serializer, attempts) = BuildForRetries(cluster);
+        await using var _ = producer;
+        using var __ = attempts;
+        cluster.PushRequestErrors(ApiKey.Produce, Enumerable.Repeat(ErrorCode.NotEnoughReplicas, 5).ToArray());
+
+        // Act
+        var e = Assert.ThrowsAsync<ProduceException<Null, string>>(
+            async () => await producer.ProduceAsync(topic, new Message<Null, string> { Value = "given up" }, cancellationToken));
+
+        // Assert
+        Assert.That(e!.Error.Code, Is.EqualTo(ErrorCode.NotEnoughReplicas));
+        Assert.That(serializer.Calls, Is.EqualTo(4), "the first attempt and 3 retries");
+        Assert.That(attempts.Sum, Is.EqualTo(4), "four failed outcomes");
+        Assert.That(logs.WithEventId(1008).Count(), Is.EqualTo(3));
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task ProduceAsync_PermanentErrorPushedForProduce_FailsOnceWithoutRetry(CancellationToken cancellationToken)
+    {
+        // Arrange
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var topic = cluster.NewTopic("permanent", partitions: 1);
+        await using var reader = new TopicReader<Ignore, Ignore>(cluster.BootstrapServers, topic, 1);
+        var (producer, logs, serializer, attempts) = BuildForRetries(cluster);
+        await using var _ = producer;
+        using var __ = attempts;
+        cluster.PushRequestErrors(ApiKey.Produce, ErrorCode.MsgSizeTooLarge);
+
+        // Act
+        var e = Assert.ThrowsAsync<ProduceException<Null, string>>(
+            async () => await producer.ProduceAsync(topic, new Message<Null, string> { Value = "refused" }, cancellationToken));
+
+        // Assert
+        Assert.That(e!.Error.Code, Is.EqualTo(ErrorCode.MsgSizeTooLarge));
+        Assert.That(serializer.Calls, Is.EqualTo(1), "exactly one attempt");
+        Assert.That(attempts.Sum, Is.EqualTo(1), "exactly one outcome");
+        Assert.That(logs.WithEventId(1008), Is.Empty, "no retry");
+        Assert.That(await reader.ReadAsync(0, TimeSpan.FromSeconds(10), cancellationToken), Is.Zero);
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task ProduceAsync_ValueLargerThanMessageMaxBytes_FailsOnceWithoutRetry(CancellationToken cancellationToken)
+    {
+        // Arrange: default config (idempotence on, librdkafka retries on); librdkafka refuses the message at enqueue.
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var topic = cluster.NewTopic("too-large", partitions: 1);
+        var logs = new CapturingLoggerFactory();
+        var serializer = new CountingSerializer();
+        var options = Options(cluster.BootstrapServers, ("message.max.bytes", "1000"));
+        await using var producer = Build<Null, string>(options, logs, configure: b => b.SetValueSerializer(serializer));
+
+        // Act
+        var e = Assert.ThrowsAsync<ProduceException<Null, string>>(
+            async () => await producer.ProduceAsync(topic, new Message<Null, string> { Value = new string('x', 5_000) }, cancellationToken));
+
+        // Assert
+        Assert.That(e!.Error.Code, Is.EqualTo(ErrorCode.MsgSizeTooLarge));
+        Assert.That(serializer.Calls, Is.EqualTo(1), "exactly one attempt");
+        Assert.That(logs.WithEventId(1008), Is.Empty, "no retry");
+        Assert.That(producer.QueuedMessages, Is.Zero, "nothing was enqueued");
+    }
+
+    private static (IKafkaProducer<Null, string> Producer, CapturingLoggerFactory Logs, CountingSerializer Serializer, CounterCapture Attempts) BuildForRetries(EmbeddedKafkaCluster cluster)
+    {
+        var logs = new CapturingLoggerFactory();
+        var serializer = new CountingSerializer();
+        var name = NewName("retry");
+        var attempts = new CounterCapture("messaging.client.sent.messages", name);
+        var options = Options(
+            cluster.BootstrapServers,
+            ("enable.idempotence", "false"),
+            ("retries", "0"),
+            ("message.timeout.ms", "5000"));
+        options.Retry.MaxRetryAttempts = 3;
+        options.Retry.BaseDelay = TimeSpan.FromMilliseconds(10);
+        options.Retry.MaxDelay = TimeSpan.FromMilliseconds(50);
+        var producer = Build<Null, string>(options, logs, name, b => b.SetValueSerializer(serializer));
+        return (producer, logs, serializer, attempts);
+    }
+
+    /// <summary>A UTF-8 serializer that counts its calls: one call per produce attempt.</summary>
+    private sealed class CountingSerializer : ISerializer<string>
+    {
+        private int _calls;
+
+        public int Calls => Volatile.Read(ref _calls);
+
+        public byte[] Serialize(string data, SerializationContext context)
+        {
+            Interlocked.Increment(ref _calls);
+            return Encoding.UTF8.GetBytes(data);
+        }
+    }
+}

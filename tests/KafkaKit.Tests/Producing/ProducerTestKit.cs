@@ -1,0 +1,198 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Confluent.Kafka;
+using KafkaKit.Producing;
+using KafkaKit.Testing;
+using KafkaKit.Tests.Support;
+
+namespace KafkaKit.Tests.Producing;
+
+/// <summary>Shared helpers of the producer tests: topics, producers, condition waits.</summary>
+internal static class ProducerTestKit
+{
+    /// <summary>The poll slice of condition waits.</summary>
+    public static readonly TimeSpan PollSlice = TimeSpan.FromMilliseconds(20);
+
+    private static int _topicCounter;
+
+    public static string NewTopic(string prefix) => $"{prefix}-{Interlocked.Increment(ref _topicCounter)}-{Guid.NewGuid():N}";
+
+    public static string NewName(string prefix) => $"{prefix}-{Guid.NewGuid():N}";
+
+    /// <summary>Creates a topic on the cluster and returns its name.</summary>
+    public static string NewTopic(this EmbeddedKafkaCluster cluster, string prefix, int partitions)
+    {
+        var topic = NewTopic(prefix);
+        cluster.CreateTopic(topic, partitions, replicationFactor: 1);
+        return topic;
+    }
+
+    /// <summary>Producer options for the cluster with extra librdkafka properties.</summary>
+    public static KafkaProducerOptions Options(string bootstrapServers, params (string Key, string Value)[] config)
+    {
+        var options = new KafkaProducerOptions { BootstrapServers = bootstrapServers };
+        foreach (var (key, value) in config)
+        {
+            options.Config[key] = value;
+        }
+
+        return options;
+    }
+
+    /// <summary>Builds a producer, optionally logging into <paramref name="logs"/>.</summary>
+    public static IKafkaProducer<TKey, TValue> Build<TKey, TValue>(
+        KafkaProducerOptions options, CapturingLoggerFactory? logs = null, string? name = null, Action<KafkaProducerBuilder<TKey, TValue>>? configure = null)
+    {
+        var builder = new KafkaProducerBuilder<TKey, TValue>(name ?? NewName("producer"), options);
+        if (logs is not null)
+        {
+            builder.SetLoggerFactory(logs);
+        }
+
+        configure?.Invoke(builder);
+        return builder.Build();
+    }
+
+    /// <summary>Gets the captured log lines of one event id.</summary>
+    public static IEnumerable<CapturingLoggerFactory.LogLine> WithEventId(this CapturingLoggerFactory logs, int eventId) =>
+        logs.Lines.Where(l => l.EventId.Id == eventId);
+
+    /// <summary>Waits until <paramref name="condition"/> holds, polling every <see cref="PollSlice"/>; fails at the deadline.</summary>
+    public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, CancellationToken cancellationToken, Func<string>? describe = null)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > timeout)
+            {
+                Assert.Fail($"The condition did not hold within {timeout.TotalSeconds:F1} s. {describe?.Invoke()}");
+            }
+
+            await Task.Delay(PollSlice, cancellationToken);
+        }
+    }
+
+    /// <summary>The delivery outcomes seen by per-message callbacks.</summary>
+    public sealed class Outcomes
+    {
+        private readonly ConcurrentDictionary<ErrorCode, int> _byCode = new();
+        private long _delivered;
+        private long _failed;
+
+        public long Delivered => Interlocked.Read(ref _delivered);
+
+        public long Failed => Interlocked.Read(ref _failed);
+
+        public long Total => Delivered + Failed;
+
+        public IReadOnlyDictionary<ErrorCode, int> ByCode => _byCode;
+
+        public void Record<TKey, TValue>(DeliveryReport<TKey, TValue> report)
+        {
+            _byCode.AddOrUpdate(report.Error.Code, 1, (_, n) => n + 1);
+            if (report.Error.IsError)
+            {
+                Interlocked.Increment(ref _failed);
+            }
+            else
+            {
+                Interlocked.Increment(ref _delivered);
+            }
+        }
+
+        public override string ToString() =>
+            $"delivered {Delivered}, failed {Failed} ({string.Join(", ", _byCode.Select(p => $"{p.Key}={p.Value}"))})";
+    }
+}
+
+/// <summary>
+/// Watches delivery callbacks: which threads ran them, whether two ever overlapped, and whether the delivered offsets of
+/// each partition arrived in increasing order.
+/// </summary>
+internal sealed class DeliveryOrderProbe(int partitions)
+{
+    private readonly long[] _lastOffset = Enumerable.Repeat(-1L, partitions).ToArray();
+    private readonly ConcurrentDictionary<int, bool> _threads = new();
+    private int _running;
+    private int _overlaps;
+    private int _outOfOrder;
+
+    public int Threads => _threads.Count;
+
+    public int Overlaps => Volatile.Read(ref _overlaps);
+
+    public int OutOfOrder => Volatile.Read(ref _outOfOrder);
+
+    public void Observe<TKey, TValue>(DeliveryReport<TKey, TValue> report)
+    {
+        if (Interlocked.Increment(ref _running) > 1)
+        {
+            Interlocked.Increment(ref _overlaps);
+        }
+
+        _threads.TryAdd(Environment.CurrentManagedThreadId, true);
+        if (!report.Error.IsError)
+        {
+            var p = report.Partition.Value;
+            if (report.Offset.Value <= Interlocked.Exchange(ref _lastOffset[p], report.Offset.Value))
+            {
+                Interlocked.Increment(ref _outOfOrder);
+            }
+        }
+
+        Interlocked.Decrement(ref _running);
+    }
+
+    public override string ToString() => $"{Threads} callback thread(s), {Overlaps} overlapping callbacks, {OutOfOrder} out-of-order offsets";
+}
+
+/// <summary>Sums the measurements of one "KafkaKit" counter for one client (tag messaging.client.id).</summary>
+internal sealed class CounterCapture : IDisposable
+{
+    private readonly MeterListener _listener = new();
+    private readonly string _clientId;
+    private readonly ConcurrentQueue<(long Value, string? ErrorType)> _measurements = new();
+
+    public CounterCapture(string instrument, string clientId)
+    {
+        _clientId = clientId;
+        _listener.InstrumentPublished = (i, l) =>
+        {
+            if (i.Meter.Name == "KafkaKit" && i.Name == instrument)
+            {
+                l.EnableMeasurementEvents(i);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>(OnMeasurement);
+        _listener.Start();
+    }
+
+    public long Sum => _measurements.Sum(m => m.Value);
+
+    public long SumWhere(Func<string?, bool> errorType) => _measurements.Where(m => errorType(m.ErrorType)).Sum(m => m.Value);
+
+    public void Dispose() => _listener.Dispose();
+
+    private void OnMeasurement(Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
+    {
+        string? client = null;
+        string? errorType = null;
+        foreach (var tag in tags)
+        {
+            if (tag.Key == "messaging.client.id")
+            {
+                client = tag.Value as string;
+            }
+            else if (tag.Key == "error.type")
+            {
+                errorType = tag.Value as string;
+            }
+        }
+
+        if (client == _clientId)
+        {
+            _measurements.Enqueue((value, errorType));
+        }
+    }
+}
