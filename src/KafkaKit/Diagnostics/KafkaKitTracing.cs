@@ -45,6 +45,37 @@ internal static class KafkaKitTracing
         return activity;
     }
 
+    /// <summary>
+    /// Wraps a delivery handler so the "send" span ends with the delivery report (partition, offset, error). Restores
+    /// the caller's current activity: the span belongs to the message, not to the caller's flow.
+    /// </summary>
+    public static Action<DeliveryReport<TKey, TValue>> EndOnDelivery<TKey, TValue>(Activity activity, Action<DeliveryReport<TKey, TValue>> handler)
+    {
+        Activity.Current = activity.Parent;
+        return report =>
+        {
+            Delivered(activity, report.Partition.Value, report.Offset.Value, report.Error);
+            handler(report);
+        };
+    }
+
+    /// <summary>Ends a "send" span with its delivery outcome.</summary>
+    public static void Delivered(Activity activity, int partition, long offset, Error error)
+    {
+        activity.SetTag("messaging.destination.partition.id", partition.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (error.IsError)
+        {
+            activity.SetStatus(ActivityStatusCode.Error, error.Reason);
+            activity.SetTag("error.type", error.Code.ToString());
+        }
+        else
+        {
+            activity.SetTag("messaging.kafka.offset", offset);
+        }
+
+        activity.Stop();
+    }
+
     /// <summary>Starts a "process" span continuing the trace context found in the message headers; null when nobody listens.</summary>
     public static Activity? StartProcess(string clientId, string groupId, ConsumeResult<byte[]?, byte[]?> result)
     {

@@ -105,6 +105,11 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     {
         var size = Check(topic, message);
         var handler = onDelivery is null ? _withoutCallback : new CallbackDelivery(this, onDelivery).Handler;
+        if (KafkaKitTracing.StartProduce(Name, topic, message) is { } activity)
+        {
+            handler = KafkaKitTracing.EndOnDelivery(activity, handler);
+        }
+
         if (_gate.TryAcquire(size))
         {
             if (TryProduce(topic, message, handler, size))
@@ -126,7 +131,13 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             return false;
         }
 
-        return TryProduce(topic, message, onDelivery is null ? _withoutCallback : new CallbackDelivery(this, onDelivery).Handler, size);
+        var handler = onDelivery is null ? _withoutCallback : new CallbackDelivery(this, onDelivery).Handler;
+        if (KafkaKitTracing.StartProduce(Name, topic, message) is { } activity)
+        {
+            handler = KafkaKitTracing.EndOnDelivery(activity, handler);
+        }
+
+        return TryProduce(topic, message, handler, size);
     }
 
     public async ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
@@ -373,23 +384,41 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         source.Reset();
         var pending = source.Task;
         var size = _size.Of(message);
-        if (!_gate.TryAcquire(size))
+        var activity = KafkaKitTracing.StartProduce(Name, topic, message);
+        try
         {
-            await EnqueueSlowAsync(topic, message, source.Handler, size, wakeOnNextRelease: false, cancellationToken).ConfigureAwait(false);
-        }
-        else if (!TryProduce(topic, message, source.Handler, size))
-        {
-            await EnqueueSlowAsync(topic, message, source.Handler, size, wakeOnNextRelease: true, cancellationToken).ConfigureAwait(false);
-        }
+            if (!_gate.TryAcquire(size))
+            {
+                await EnqueueSlowAsync(topic, message, source.Handler, size, wakeOnNextRelease: false, cancellationToken).ConfigureAwait(false);
+            }
+            else if (!TryProduce(topic, message, source.Handler, size))
+            {
+                await EnqueueSlowAsync(topic, message, source.Handler, size, wakeOnNextRelease: true, cancellationToken).ConfigureAwait(false);
+            }
 
-        var report = await pending.ConfigureAwait(false);
-        _sources.Add(source);
-        if (report.Error.IsError)
-        {
-            throw new ProduceException<TKey, TValue>(report.Error, report);
-        }
+            var report = await pending.ConfigureAwait(false);
+            _sources.Add(source);
+            if (activity is not null)
+            {
+                KafkaKitTracing.Delivered(activity, report.Partition.Value, report.Offset.Value, report.Error);
+            }
 
-        return report;
+            if (report.Error.IsError)
+            {
+                throw new ProduceException<TKey, TValue>(report.Error, report);
+            }
+
+            return report;
+        }
+        catch (Exception e) when (activity is not null)
+        {
+            KafkaKitTracing.Fail(activity, e);
+            throw;
+        }
+        finally
+        {
+            activity?.Dispose();
+        }
     }
 
     private long Check(string topic, Message<TKey, TValue> message)
