@@ -63,6 +63,17 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         // KafkaKit's delivery pump serves delivery reports on one thread (see DeliveryPump), instead of Confluent's poll thread.
         var clientConfig = new ProducerConfig(config.ToDictionary(p => p.Key, p => p.Value));
         clientConfig.Set(ConfigPropertyNames.Producer.EnableBackgroundPoll, "false");
+
+        // The gate enforces the configured queue limits; librdkafka gets 10 % headroom. librdkafka frees a message's room
+        // only after its delivery handler returned, while the gate frees it inside the handler: without headroom the
+        // next enqueue could meet librdkafka's Local_QueueFull in the steady state of a saturated producer.
+        if (config.QueueBufferingMaxMessages is > 0 and var configuredMessages)
+        {
+            clientConfig.QueueBufferingMaxMessages = (int)Math.Min(int.MaxValue, configuredMessages + Math.Max(100L, configuredMessages / 10));
+        }
+
+        var configuredKbytes = config.QueueBufferingMaxKbytes ?? 1_048_576;
+        clientConfig.QueueBufferingMaxKbytes = (int)Math.Min(int.MaxValue, configuredKbytes + Math.Max(64L, configuredKbytes / 10));
         try
         {
             _producer = new ProducerBuilder<TKey, TValue>(clientConfig)
