@@ -111,11 +111,14 @@ public class SaturatedQueueBenchmarks
         var cluster = BenchmarkEnvironment.StartCluster();
         cluster.CreateTopic(Topic, Partitions);
         cluster.SetBrokerRoundTripTime(1, TimeSpan.FromMilliseconds(RoundTripMs));
+        // Read before the listener starts: KafkaKitMetrics publishes its instruments from its static initializer, where
+        // the field is still unset while its own instrument is being published.
+        var backpressureWait = KafkaKitMetrics.BackpressureWait;
         _waits = new MeterListener
         {
             InstrumentPublished = (instrument, listener) =>
             {
-                if (ReferenceEquals(instrument, KafkaKitMetrics.BackpressureWait))
+                if (ReferenceEquals(instrument, backpressureWait))
                 {
                     listener.EnableMeasurementEvents(instrument);
                 }
