@@ -192,7 +192,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            ConsumerLog.StopTimedOut(_logger, Name, bound);
+            ConsumerLog.StopAbandoned(_logger, Name);
         }
     }
 

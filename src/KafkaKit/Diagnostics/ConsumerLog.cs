@@ -71,4 +71,7 @@ internal static partial class ConsumerLog
 
     [LoggerMessage(2021, LogLevel.Warning, "Consumer {Name}: storing offset {Offset} of {Partition} failed: {Reason} ({Code}); the messages after the last stored offset will be delivered again.")]
     public static partial void StoreFailed(ILogger logger, string name, TopicPartition partition, long offset, string reason, ErrorCode code);
+
+    [LoggerMessage(2022, LogLevel.Warning, "Consumer {Name}: the caller's stop token was cancelled before the stop finished; running handlers were cancelled and the poll thread finishes committing and leaving the group on its own.")]
+    public static partial void StopAbandoned(ILogger logger, string name);
 }

@@ -276,4 +276,57 @@ public sealed class ConsumerStopRegressionTests
             TaskScheduler.UnobservedTaskException -= OnUnobserved;
         }
     }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task Regression_C10_StopWithHostTokenAlreadyCancelled_ReturnsAtOnceWithoutThrowingAndCancelsHandlers()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        cluster.CreateTopic("c10h", partitions: 1);
+        KafkaProbe.Produce(cluster.BootstrapServers, "c10h", ConsumerTestKit.Messages("m", 3));
+        var options = ConsumerTestKit.Options(cluster, "c10h-group", "c10h");
+        options.CommitInterval = TimeSpan.FromMilliseconds(200);
+        var logs = new CapturingLoggerFactory();
+        var handled = 0;
+        var blockedCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var consumer = new KafkaConsumerBuilder<string, string>("c10h", options)
+            .SetLoggerFactory(logs)
+            .SetHandler(async (r, ct) =>
+            {
+                if (r.Message.Value == "m1")
+                {
+                    try
+                    {
+                        await Task.Delay(Timeout.Infinite, ct);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        blockedCancelled.TrySetResult();
+                        throw;
+                    }
+                }
+
+                Interlocked.Increment(ref handled);
+            })
+            .Build();
+        await consumer.StartAsync();
+        await ConsumerTestKit.WaitForCommittedAsync(cluster, "c10h-group", "c10h", 1, c => c[0] == 1, TimeSpan.FromSeconds(15), "m0 committed, m1 in the handler");
+
+        using var hostShutdown = new CancellationTokenSource();
+        await hostShutdown.CancelAsync();
+        var clock = Stopwatch.StartNew();
+        Assert.DoesNotThrowAsync(() => consumer.StopAsync(hostShutdown.Token));
+        var returnedAfter = clock.Elapsed;
+        await blockedCancelled.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        await Wait.ForAsync(() => consumer.State == KafkaConsumerState.Stopped, TimeSpan.FromSeconds(15), "the poll thread finishes the stop on its own");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(returnedAfter, Is.LessThan(TimeSpan.FromMilliseconds(500)), "the host's bound is honoured at once");
+            Assert.That(handled, Is.EqualTo(1));
+            Assert.That(KafkaProbe.Committed(cluster.BootstrapServers, "c10h-group", "c10h", 1)[0], Is.EqualTo(1), "the cancelled message is not committed");
+            Assert.That(logs.Count(2022), Is.EqualTo(1), "the abandoned wait is logged");
+            Assert.That(consumer.Fault, Is.Null);
+        });
+    }
 }

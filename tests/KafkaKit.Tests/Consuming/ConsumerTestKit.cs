@@ -41,7 +41,7 @@ internal static class ConsumerTestKit
                 Assert.Fail($"Timed out after {timeout.TotalSeconds:F0} s waiting for committed offsets: {what}; last read {Format(committed)}");
             }
 
-            await Task.Delay(200);
+            await Task.Delay(200, TestContext.CurrentContext.CancellationToken);
             committed = KafkaProbe.Committed(cluster.BootstrapServers, group, topic, partitions);
         }
 
