@@ -40,6 +40,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private const int PausedPollMs = 5;
     private static readonly TimeSpan MaintenanceInterval = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan CommittedLookupTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan CancelGrace = TimeSpan.FromSeconds(1);
 
     private readonly ConsumerConfig _config;
     private readonly KafkaConsumerOptions _options;
@@ -62,6 +63,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private long _lastPollTimestamp;
     private int _pausedCount; // poll thread only
     private long _commitFailures;
+    private long? _shutdownDeadline; // poll thread: the Stopwatch timestamp that bounds the drain once stopping
 
     internal KafkaConsumer(
         string name,
@@ -86,7 +88,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _callbacks = callbacks;
         _logger = logger;
         _concurrency = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
-        MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? 300_000);
+        MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
     }
 
     /// <summary>Gets the consumer's name (its <c>client.id</c>).</summary>
@@ -208,7 +210,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            ConsumerLog.StopTimedOut(_logger, Name, bound);
+            ConsumerLog.StopAbandoned(_logger, Name);
         }
     }
 
@@ -217,10 +219,12 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
+
+        // _concurrency is not disposed: a handler that ignored its cancelled token can still be running and releases it
+        // when it ends (a disposed SemaphoreSlim would throw there, on a thread-pool thread); it holds no OS handle.
         if (_stopped.Task.IsCompleted)
         {
             _stopHard.Dispose();
-            _concurrency.Dispose();
         }
     }
 
@@ -289,6 +293,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             consumer.Pause([worker.Partition]);
             worker.Paused = true;
             _pausedCount++;
+            ConsumerLog.PartitionPaused(_logger, Name, worker.Partition, _options.PartitionBufferSize);
         }
     }
 
@@ -309,6 +314,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                     consumer.Resume([worker.Partition]);
                     worker.Paused = false;
                     _pausedCount--;
+                    ConsumerLog.PartitionResumed(_logger, Name, worker.Partition);
                 }
             }
 
@@ -329,11 +335,25 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             consumer.StoreOffset(new TopicPartitionOffset(worker.Partition, completed));
             worker.Stored = completed;
         }
-        catch (KafkaException e) when (e.Error.Code == ErrorCode.Local_State)
+        catch (KafkaException e) when (ErrorCodeOf(e) == ErrorCode.Local_State)
         {
             // the partition is no longer assigned (a rebalance is under way): its next owner starts from the last commit
         }
+        catch (KafkaException e)
+        {
+            // Store runs inside rebalance callbacks too: an exception there would reach librdkafka. The offset stays
+            // unstored; the message is delivered again (at least once).
+            ConsumerLog.StoreFailed(_logger, Name, worker.Partition, completed, e.Error.Reason, ErrorCodeOf(e));
+        }
     }
+
+    /// <summary>The error of a failed librdkafka call; for a per-partition failure, the first partition's error.</summary>
+    private static ErrorCode ErrorCodeOf(KafkaException e) => e switch
+    {
+        TopicPartitionOffsetException partial => partial.Results.Select(r => r.Error.Code).FirstOrDefault(c => c != ErrorCode.NoError, e.Error.Code),
+        TopicPartitionException partial => partial.Results.Select(r => r.Error.Code).FirstOrDefault(c => c != ErrorCode.NoError, e.Error.Code),
+        _ => e.Error.Code,
+    };
 
     /// <summary>Commits the stored offsets synchronously.</summary>
     /// <returns>The error when the commit failed (logged and counted), or <see langword="null"/> (also when there was nothing to commit).</returns>
@@ -345,16 +365,19 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             ConsumerLog.Committed(_logger, Name, string.Join(", ", committed));
             return null;
         }
-        catch (KafkaException e) when (e.Error.Code == ErrorCode.Local_NoOffset)
+        catch (KafkaException e) when (ErrorCodeOf(e) == ErrorCode.Local_NoOffset)
         {
             return null; // nothing stored since the last commit
         }
         catch (KafkaException e)
         {
+            // A per-partition refusal surfaces as Local_Partial: classify it by the partitions' own error, so a commit
+            // refused with REBALANCE_IN_PROGRESS is recognised (and retried at stop) whichever way librdkafka reports it.
+            var error = new Error(ErrorCodeOf(e), e.Error.Reason);
             Interlocked.Increment(ref _commitFailures);
             KafkaKitMetrics.CommitFailures.Add(1, new KeyValuePair<string, object?>("messaging.consumer.group.name", GroupId));
-            ConsumerLog.CommitFailed(_logger, Name, e.Error.Reason, e.Error.Code);
-            return e.Error;
+            ConsumerLog.CommitFailed(_logger, Name, error.Reason, error.Code);
+            return error;
         }
     }
 
@@ -368,6 +391,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     {
         Volatile.Write(ref _state, (int)KafkaConsumerState.Stopping);
         var deadline = Stopwatch.GetTimestamp() + (long)(_options.ShutdownTimeout.TotalSeconds * Stopwatch.Frequency);
+        _shutdownDeadline = deadline;
         try
         {
             ConsumerLog.StopStep(_logger, Name, "stop dispatching, drain running handlers");
@@ -393,7 +417,13 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             foreach (var worker in _workers.Values)
             {
                 Store(consumer, worker);
+                worker.Dispose();
             }
+
+            // The workers are done (drained, or cancelled after ShutdownTimeout): release them now, so that a revoke
+            // during the commit retries or inside Close() finds nothing to drain and does not wait RevokeTimeout again
+            // for a handler that ignores its token.
+            _workers.Clear();
 
             // A commit refused because the group is rebalancing (or its coordinator moved) succeeds once this member has
             // rejoined, which needs polls: retry until the shutdown bound.
@@ -508,9 +538,19 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
 
         ConsumerLog.HandlersCancelled(_logger, Name, running.Length, timeout);
+        AwaitCancelled(running);
+    }
 
-        // A handler that honours its token ends at once; one that ignores it is not waited for beyond a short grace.
-        ((IAsyncResult)Task.WhenAll(running.Select(w => w.Run))).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+    /// <summary>
+    /// Waits (poll thread) for cancelled workers to end: a handler that honours its token ends at once; one that ignores
+    /// it is not waited for beyond a short grace.
+    /// </summary>
+    private static void AwaitCancelled(PartitionWorker[] cancelled)
+    {
+        if (cancelled.Length > 0)
+        {
+            ((IAsyncResult)Task.WhenAll(cancelled.Select(w => w.Run))).AsyncWaitHandle.WaitOne(CancelGrace);
+        }
     }
 
     private List<TopicPartitionOffset> OnAssigned(List<TopicPartition> partitions)
@@ -595,18 +635,20 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     {
         var started = Stopwatch.GetTimestamp();
         var workers = TakeWorkers(partitions);
-        Drain(workers, _options.RevokeTimeout);
+
+        // While stopping, a revoke (another member joined or left meanwhile) is bounded by what is left of ShutdownTimeout.
+        var timeout = _options.RevokeTimeout;
+        if (_shutdownDeadline is { } deadline)
+        {
+            var left = TimeSpan.FromSeconds(Math.Max(0, deadline - started) / (double)Stopwatch.Frequency);
+            timeout = left < timeout ? left : timeout;
+        }
+
+        Drain(workers, timeout);
         foreach (var worker in workers)
         {
             Store(_consumer!, worker);
-            if (worker.Paused)
-            {
-                _consumer!.Resume([worker.Partition]);
-            }
-
-            _pausedCount -= worker.Paused ? 1 : 0;
-
-            worker.Dispose();
+            Retire(_consumer!, worker);
         }
 
         Commit(_consumer!);
@@ -616,15 +658,47 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
 
     private void OnLost(List<TopicPartitionOffset> partitions)
     {
-        foreach (var worker in TakeWorkers(partitions))
+        // Cancel, then give the handlers a short grace to observe it: the partitions can be assigned back to this member
+        // at once (a rejoin after a session timeout), and a cancelled call should not overlap the next delivery of the
+        // same message.
+        var workers = TakeWorkers(partitions);
+        foreach (var worker in workers)
         {
-            _pausedCount -= worker.Paused ? 1 : 0;
             worker.Cancel();
-            worker.Dispose();
+        }
+
+        AwaitCancelled(workers);
+        foreach (var worker in workers)
+        {
+            Retire(_consumer!, worker);
         }
 
         ConsumerLog.Lost(_logger, Name, partitions.Count, string.Join(", ", partitions.Select(p => p.TopicPartition)));
         Invoke(_callbacks.Lost, partitions, "partitions-lost");
+    }
+
+    /// <summary>Releases a worker whose partition left the assignment (poll thread).</summary>
+    /// <remarks>
+    /// A partition paused because its buffer was full is resumed first: librdkafka keeps an application pause across
+    /// unassign and assign, so a partition assigned back to this member later would otherwise never be fetched again.
+    /// </remarks>
+    private void Retire(IConsumer<byte[]?, byte[]?> consumer, PartitionWorker worker)
+    {
+        if (worker.Paused)
+        {
+            _pausedCount--;
+            try
+            {
+                consumer.Resume([worker.Partition]);
+                worker.Paused = false;
+            }
+            catch (KafkaException e)
+            {
+                ConsumerLog.ClientError(_logger, Name, $"resuming {worker.Partition} on release failed: {e.Error.Reason}", ErrorCodeOf(e));
+            }
+        }
+
+        worker.Dispose();
     }
 
     private PartitionWorker[] TakeWorkers(List<TopicPartitionOffset> partitions)

@@ -5,6 +5,9 @@ namespace KafkaKit.Consuming;
 /// <summary>Options of one KafkaKit consumer. Bindable from configuration; validated when the consumer is built.</summary>
 public sealed class KafkaConsumerOptions
 {
+    /// <summary>librdkafka's default <c>max.poll.interval.ms</c>.</summary>
+    internal const int DefaultMaxPollIntervalMs = 300_000;
+
     /// <summary>Gets or sets the initial brokers, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Overrides the shared value when set.</summary>
     public string? BootstrapServers { get; set; }
 
@@ -65,12 +68,18 @@ public sealed class KafkaConsumerOptions
     /// <summary>Gets or sets the dead-letter topic for <see cref="ConsumerErrorAction.DeadLetter"/>. Default: the source topic + <c>".DLT"</c>.</summary>
     public string? DeadLetterTopic { get; set; }
 
-    /// <summary>Lists every problem of these options (not of the librdkafka properties), empty when valid.</summary>
+    /// <summary>Lists every problem of these options, empty when valid.</summary>
+    /// <param name="effective">
+    /// The librdkafka properties the consumer will really use (KafkaKit's defaults, the shared <c>Client</c> properties
+    /// and <see cref="Config"/>, merged); when <see langword="null"/>, <see cref="Config"/> alone is checked. The shared
+    /// properties matter: <c>enable.auto.commit=false</c> there would silently turn periodic commits off.
+    /// </param>
     /// <returns>One sentence per problem, naming the value and what is allowed.</returns>
-    internal List<string> Validate()
+    internal List<string> Validate(IReadOnlyDictionary<string, string>? effective = null)
     {
+        var properties = effective ?? (IReadOnlyDictionary<string, string>)new Dictionary<string, string>(Config, StringComparer.Ordinal);
         var problems = new List<string>();
-        if (string.IsNullOrWhiteSpace(GroupId) && !Config.ContainsKey("group.id"))
+        if (string.IsNullOrWhiteSpace(GroupId) && !(properties.TryGetValue("group.id", out var group) && !string.IsNullOrWhiteSpace(group)))
         {
             problems.Add("GroupId is not set; a consumer needs a consumer group id.");
         }
@@ -109,17 +118,20 @@ public sealed class KafkaConsumerOptions
         Check(problems, Enum.IsDefined(OnError), $"OnError is {(int)OnError}; it must be Stop, DeadLetter or Skip.");
         Check(problems, Enum.IsDefined(AssignmentStrategy), $"AssignmentStrategy is {(int)AssignmentStrategy}; it must be CooperativeSticky, Range or RoundRobin.");
         Check(problems, DeadLetterTopic is null || !string.IsNullOrWhiteSpace(DeadLetterTopic), "DeadLetterTopic is blank; leave it unset for '<topic>.DLT' or name a topic.");
-        if (Config.TryGetValue("enable.auto.offset.store", out var store) && string.Equals(store, "true", StringComparison.OrdinalIgnoreCase))
+        if (properties.TryGetValue("enable.auto.offset.store", out var store) && string.Equals(store.Trim(), "true", StringComparison.OrdinalIgnoreCase))
         {
             problems.Add("Config 'enable.auto.offset.store=true' is not allowed: KafkaKit stores each offset after its message is handled (at-least-once); remove it.");
         }
 
-        if (Config.TryGetValue("enable.auto.commit", out var commit) && string.Equals(commit, "false", StringComparison.OrdinalIgnoreCase))
+        if (properties.TryGetValue("enable.auto.commit", out var commit) && string.Equals(commit.Trim(), "false", StringComparison.OrdinalIgnoreCase))
         {
             problems.Add("Config 'enable.auto.commit=false' is not allowed: KafkaKit commits handled offsets periodically (CommitInterval) and synchronously on revoke and stop; remove it.");
         }
 
-        if (Config.TryGetValue("max.poll.interval.ms", out var maxPoll) && int.TryParse(maxPoll, out var maxPollMs) && RevokeTimeout >= TimeSpan.FromMilliseconds(maxPollMs))
+        // librdkafka's default max.poll.interval.ms is 300000: a RevokeTimeout of 5 minutes is as wrong without the key.
+        var maxPollMs = properties.TryGetValue("max.poll.interval.ms", out var maxPoll)
+            && int.TryParse(maxPoll, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var parsed) ? parsed : DefaultMaxPollIntervalMs;
+        if (RevokeTimeout >= TimeSpan.FromMilliseconds(maxPollMs))
         {
             problems.Add($"RevokeTimeout ({RevokeTimeout}) must be less than max.poll.interval.ms ({maxPollMs} ms): the poll thread waits for revoked handlers inside the rebalance.");
         }

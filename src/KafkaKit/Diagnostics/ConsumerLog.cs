@@ -62,4 +62,16 @@ internal static partial class ConsumerLog
 
     [LoggerMessage(2018, LogLevel.Critical, "Consumer {Name} stopped on error: {Reason}.")]
     public static partial void Faulted(ILogger logger, Exception exception, string name, string reason);
+
+    [LoggerMessage(2019, LogLevel.Debug, "Consumer {Name}: paused {Partition}: its buffer of {BufferSize} messages is full; polling goes on.")]
+    public static partial void PartitionPaused(ILogger logger, string name, TopicPartition partition, int bufferSize);
+
+    [LoggerMessage(2020, LogLevel.Debug, "Consumer {Name}: resumed {Partition}: its buffer drained.")]
+    public static partial void PartitionResumed(ILogger logger, string name, TopicPartition partition);
+
+    [LoggerMessage(2021, LogLevel.Warning, "Consumer {Name}: storing offset {Offset} of {Partition} failed: {Reason} ({Code}); the messages after the last stored offset will be delivered again.")]
+    public static partial void StoreFailed(ILogger logger, string name, TopicPartition partition, long offset, string reason, ErrorCode code);
+
+    [LoggerMessage(2022, LogLevel.Warning, "Consumer {Name}: the caller's stop token was cancelled before the stop finished; running handlers were cancelled and the poll thread finishes committing and leaving the group on its own.")]
+    public static partial void StopAbandoned(ILogger logger, string name);
 }
