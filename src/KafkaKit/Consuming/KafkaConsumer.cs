@@ -17,7 +17,8 @@ namespace KafkaKit.Consuming;
 /// <remarks>
 /// <para>
 /// The poll thread never runs handlers and keeps polling while handlers are slow: a partition whose buffer
-/// (<see cref="KafkaConsumerOptions.PartitionBufferSize"/>) is full is paused and resumed when it drains, so
+/// (<see cref="KafkaConsumerOptions.PartitionBufferSize"/>, <see cref="KafkaConsumerOptions.MaxBufferedBytes"/>) is full is
+/// paused and resumed when it has drained to half, so
 /// <c>max.poll.interval.ms</c> is not exceeded because of a slow handler.
 /// </para>
 /// <para>
@@ -62,6 +63,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private Exception? _fault;
     private long _lastPollTimestamp;
     private int _pausedCount; // poll thread only
+    private long _bufferedBytes; // poll thread only: estimate of all buffers, exact at each maintenance
     private long _commitFailures;
     private long? _shutdownDeadline; // poll thread: the Stopwatch timestamp that bounds the drain once stopping
 
@@ -275,6 +277,16 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         Shutdown(consumer);
     }
 
+    /// <summary>
+    /// Buffers a fetched message for its partition's worker; pauses the partition when its buffer holds
+    /// <see cref="KafkaConsumerOptions.PartitionBufferSize"/> messages or all buffers together hold
+    /// <see cref="KafkaConsumerOptions.MaxBufferedBytes"/>.
+    /// </summary>
+    /// <remarks>
+    /// Pausing is the exception, not the rhythm: librdkafka drops what it prefetched for a paused partition and fetches
+    /// it again only some hundred milliseconds after the resume, so buffers are sized like librdkafka's own prefetch
+    /// queue and a partition resumes at half, while the rest is still being handled.
+    /// </remarks>
     private void Dispatch(IConsumer<byte[]?, byte[]?> consumer, ConsumeResult<byte[]?, byte[]?> result)
     {
         if (!_workers.TryGetValue(result.TopicPartition, out var worker) || worker.IsStopping)
@@ -282,40 +294,35 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             return; // not owned any more: the partition's next owner receives it
         }
 
-        if (worker.Overflow.Count == 0 && worker.TryWrite(result))
-        {
-            return;
-        }
-
-        worker.Overflow.Enqueue(result);
-        if (!worker.Paused)
+        _bufferedBytes += worker.Write(result);
+        if (!worker.Paused && (worker.Buffered >= _options.PartitionBufferSize || _bufferedBytes >= _options.MaxBufferedBytes))
         {
             consumer.Pause([worker.Partition]);
             worker.Paused = true;
             _pausedCount++;
-            ConsumerLog.PartitionPaused(_logger, Name, worker.Partition, _options.PartitionBufferSize);
+            ConsumerLog.PartitionPaused(_logger, Name, worker.Partition, worker.Buffered, _bufferedBytes);
         }
     }
 
-    /// <summary>Moves overflow into drained buffers, resumes drained partitions and stores completed offsets.</summary>
+    /// <summary>Resumes partitions whose buffers drained to half, and stores completed offsets.</summary>
     private void Maintain(IConsumer<byte[]?, byte[]?> consumer)
     {
+        var total = 0L;
         foreach (var worker in _workers.Values)
         {
-            if (worker.Paused)
-            {
-                while (worker.Overflow.TryPeek(out var next) && worker.TryWrite(next))
-                {
-                    worker.Overflow.Dequeue();
-                }
+            total += worker.BufferedBytes;
+        }
 
-                if (worker.Overflow.Count == 0 && worker.Buffered <= worker.ResumeAt && !worker.IsStopping)
-                {
-                    consumer.Resume([worker.Partition]);
-                    worker.Paused = false;
-                    _pausedCount--;
-                    ConsumerLog.PartitionResumed(_logger, Name, worker.Partition);
-                }
+        _bufferedBytes = total;
+        foreach (var worker in _workers.Values)
+        {
+            if (worker.Paused && !worker.IsStopping
+                && worker.Buffered <= _options.PartitionBufferSize / 2 && total <= _options.MaxBufferedBytes / 2)
+            {
+                consumer.Resume([worker.Partition]);
+                worker.Paused = false;
+                _pausedCount--;
+                ConsumerLog.PartitionResumed(_logger, Name, worker.Partition);
             }
 
             Store(consumer, worker);
@@ -557,7 +564,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     {
         foreach (var partition in _stopRequested ? [] : partitions)
         {
-            var worker = new PartitionWorker(partition, _options.PartitionBufferSize, _stopHard.Token);
+            var worker = new PartitionWorker(partition, _stopHard.Token);
             _workers[partition] = worker;
             worker.Start(ProcessAsync);
         }

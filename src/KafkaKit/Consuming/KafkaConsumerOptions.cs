@@ -36,10 +36,22 @@ public sealed class KafkaConsumerOptions
     public int MaxConcurrency { get; set; } = 16;
 
     /// <summary>
-    /// Gets or sets how many fetched messages wait per partition for its handler; when full, the partition is paused until
-    /// it has drained to half, while polling goes on. Default: 1,000 messages. Range 1 to 1,000,000.
+    /// Gets or sets how many fetched messages may wait for a partition's handler; past it the partition is paused
+    /// (polling goes on) and it resumes once half have been handled. Default: 100,000 messages (librdkafka's own
+    /// prefetch bound, <c>queued.min.messages</c>). Range 1 to 10,000,000.
     /// </summary>
-    public int PartitionBufferSize { get; set; } = 1000;
+    /// <remarks>
+    /// Keep it large: librdkafka drops what it prefetched for a paused partition and fetches again only a few hundred
+    /// milliseconds after the resume, so a small buffer makes a fast handler wait on every cycle.
+    /// </remarks>
+    public int PartitionBufferSize { get; set; } = 100_000;
+
+    /// <summary>
+    /// Gets or sets the estimated memory all partitions' waiting messages may hold together (key, value and header bytes
+    /// plus ~128 bytes per message); past it the partitions receiving messages are paused until the total has halved.
+    /// Default: 64 MiB (67,108,864 bytes, like librdkafka's <c>queued.max.messages.kbytes</c>). Range 1 MiB to 16 GiB.
+    /// </summary>
+    public long MaxBufferedBytes { get; set; } = 64L * 1024 * 1024;
 
     /// <summary>Gets or sets how often stored offsets are committed (librdkafka <c>auto.commit.interval.ms</c>). Default: 5 s.</summary>
     public TimeSpan CommitInterval { get; set; } = TimeSpan.FromSeconds(5);
@@ -109,7 +121,8 @@ public sealed class KafkaConsumerOptions
         }
 
         Check(problems, MaxConcurrency is >= 1 and <= 10_000, $"MaxConcurrency is {MaxConcurrency}; it must be between 1 and 10000.");
-        Check(problems, PartitionBufferSize is >= 1 and <= 1_000_000, $"PartitionBufferSize is {PartitionBufferSize}; it must be between 1 and 1000000.");
+        Check(problems, PartitionBufferSize is >= 1 and <= 10_000_000, $"PartitionBufferSize is {PartitionBufferSize}; it must be between 1 and 10000000 messages.");
+        Check(problems, MaxBufferedBytes is >= 1L << 20 and <= 16L << 30, $"MaxBufferedBytes is {MaxBufferedBytes}; it must be between 1048576 (1 MiB) and 17179869184 (16 GiB) bytes.");
         Check(problems, CommitInterval >= TimeSpan.FromMilliseconds(1), $"CommitInterval is {CommitInterval}; it must be at least 1 ms.");
         Check(problems, PollTimeout >= TimeSpan.FromMilliseconds(1) && PollTimeout <= TimeSpan.FromSeconds(5), $"PollTimeout is {PollTimeout}; it must be between 1 ms and 5 s.");
         Check(problems, RevokeTimeout >= TimeSpan.Zero, $"RevokeTimeout is {RevokeTimeout}; it must be 0 or more.");

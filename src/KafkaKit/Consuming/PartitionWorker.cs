@@ -4,7 +4,7 @@ using Confluent.Kafka;
 namespace KafkaKit.Consuming;
 
 /// <summary>
-/// One owned partition: a bounded buffer filled by the poll thread and a task on the thread pool that hands its messages
+/// One owned partition: a buffer filled by the poll thread (which bounds it by pausing the partition) and a task on the thread pool that hands its messages
 /// to the handler one at a time, in offset order, recording the offset after the last completed message.
 /// </summary>
 /// <remarks>
@@ -17,16 +17,18 @@ internal sealed class PartitionWorker
     private readonly CancellationTokenSource _cancel;
     private long _completed = Offset.Unset.Value;
     private volatile bool _stopping;
+    private int _bufferedCount;
+    private long _bufferedBytes;
 
-    internal PartitionWorker(TopicPartition partition, int bufferSize, CancellationToken stopHard)
+    internal PartitionWorker(TopicPartition partition, CancellationToken stopHard)
     {
         Partition = partition;
-        ResumeAt = bufferSize / 2;
-        _buffer = Channel.CreateBounded<ConsumeResult<byte[]?, byte[]?>>(new BoundedChannelOptions(bufferSize)
+
+        // Unbounded: the poll thread bounds it (pausing the partition); a message already fetched is never refused.
+        _buffer = Channel.CreateUnbounded<ConsumeResult<byte[]?, byte[]?>>(new UnboundedChannelOptions
         {
             SingleReader = true,
             SingleWriter = true,
-            FullMode = BoundedChannelFullMode.Wait,
         });
         _cancel = CancellationTokenSource.CreateLinkedTokenSource(stopHard);
     }
@@ -39,22 +41,16 @@ internal sealed class PartitionWorker
     /// <summary>Gets or sets the last offset stored in librdkafka (poll thread).</summary>
     public long Stored { get; set; } = Offset.Unset.Value;
 
-    /// <summary>Gets the messages fetched while the buffer was full, in order (poll thread).</summary>
-    public Queue<ConsumeResult<byte[]?, byte[]?>> Overflow { get; } = new();
-
     /// <summary>Gets or sets whether the partition is paused in librdkafka (poll thread).</summary>
     public bool Paused { get; set; }
 
     public Task Run { get; private set; } = Task.CompletedTask;
 
     /// <summary>Gets the number of messages waiting in the buffer.</summary>
-    public int Buffered => _buffer.Reader.Count;
+    public int Buffered => Volatile.Read(ref _bufferedCount);
 
-    /// <summary>
-    /// Gets the buffer level at or below which a paused partition resumes (half the buffer): resuming before the buffer
-    /// is empty lets the refetch overlap with handling the rest, so a fast handler does not stall on every cycle.
-    /// </summary>
-    public int ResumeAt { get; }
+    /// <summary>Gets the estimated memory of the messages waiting in the buffer (see <see cref="SizeOf"/>), bytes.</summary>
+    public long BufferedBytes => Volatile.Read(ref _bufferedBytes);
 
     public bool IsStopping => _stopping;
 
@@ -65,15 +61,37 @@ internal sealed class PartitionWorker
     public void Start(Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> process) =>
         Run = Task.Run(() => RunAsync(process));
 
-    /// <summary>Offers a fetched message to the buffer (poll thread).</summary>
-    /// <returns><see langword="false"/> when the buffer is full.</returns>
-    public bool TryWrite(ConsumeResult<byte[]?, byte[]?> result) => _buffer.Writer.TryWrite(result);
+    /// <summary>Estimates the memory a buffered message holds: key, value and header bytes plus ~128 bytes of objects.</summary>
+    public static long SizeOf(ConsumeResult<byte[]?, byte[]?> result)
+    {
+        var message = result.Message;
+        long size = 128 + (message.Key?.Length ?? 0) + (message.Value?.Length ?? 0);
+        if (message.Headers is { } headers)
+        {
+            foreach (var header in headers)
+            {
+                size += 32 + header.Key.Length + (header.GetValueBytes()?.Length ?? 0);
+            }
+        }
+
+        return size;
+    }
+
+    /// <summary>Adds a fetched message to the buffer (poll thread).</summary>
+    /// <returns>The message's estimated size, bytes.</returns>
+    public long Write(ConsumeResult<byte[]?, byte[]?> result)
+    {
+        var size = SizeOf(result);
+        Interlocked.Increment(ref _bufferedCount);
+        Interlocked.Add(ref _bufferedBytes, size);
+        _buffer.Writer.TryWrite(result);
+        return size;
+    }
 
     /// <summary>Stops taking buffered messages; the running call (if any) finishes. Buffered messages are dropped: their offsets are not stored, so the partition's next owner receives them.</summary>
     public void BeginStop()
     {
         _stopping = true;
-        Overflow.Clear();
         _buffer.Writer.TryComplete();
     }
 
@@ -102,6 +120,8 @@ internal sealed class PartitionWorker
             {
                 while (!_stopping && reader.TryRead(out var result))
                 {
+                    Interlocked.Decrement(ref _bufferedCount);
+                    Interlocked.Add(ref _bufferedBytes, -SizeOf(result));
                     if (!await process(result, _cancel.Token).ConfigureAwait(false))
                     {
                         return;

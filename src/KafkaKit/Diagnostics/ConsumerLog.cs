@@ -63,10 +63,10 @@ internal static partial class ConsumerLog
     [LoggerMessage(2018, LogLevel.Critical, "Consumer {Name} stopped on error: {Reason}.")]
     public static partial void Faulted(ILogger logger, Exception exception, string name, string reason);
 
-    [LoggerMessage(2019, LogLevel.Debug, "Consumer {Name}: paused {Partition}: its buffer of {BufferSize} messages is full; polling goes on.")]
-    public static partial void PartitionPaused(ILogger logger, string name, TopicPartition partition, int bufferSize);
+    [LoggerMessage(2019, LogLevel.Debug, "Consumer {Name}: paused {Partition}: {Buffered} messages wait for its handler ({BufferedBytes} bytes buffered in all).")]
+    public static partial void PartitionPaused(ILogger logger, string name, TopicPartition partition, int buffered, long bufferedBytes);
 
-    [LoggerMessage(2020, LogLevel.Debug, "Consumer {Name}: resumed {Partition}: its buffer drained.")]
+    [LoggerMessage(2020, LogLevel.Debug, "Consumer {Name}: resumed {Partition}: its buffer drained to half.")]
     public static partial void PartitionResumed(ILogger logger, string name, TopicPartition partition);
 
     [LoggerMessage(2021, LogLevel.Warning, "Consumer {Name}: storing offset {Offset} of {Partition} failed: {Reason} ({Code}); the messages after the last stored offset will be delivered again.")]
