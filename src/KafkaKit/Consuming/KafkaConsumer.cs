@@ -778,6 +778,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private async ValueTask<bool> ProcessAsync(ConsumeResult<byte[]?, byte[]?> raw, CancellationToken cancellationToken)
     {
         await _concurrency.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var activity = KafkaKitTracing.StartProcess(Name, GroupId, raw); // the handler runs inside it
         try
         {
             ConsumeResult<TKey, TValue> result;
@@ -787,6 +788,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             }
             catch (Exception e)
             {
+                KafkaKitTracing.Fail(activity, e);
                 return await FailAsync(raw, e, "deserialization", cancellationToken).ConfigureAwait(false);
             }
 
@@ -820,6 +822,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             }
             catch (Exception e)
             {
+                KafkaKitTracing.Fail(activity, e);
                 return await FailAsync(raw, e, "handler", cancellationToken).ConfigureAwait(false);
             }
 
