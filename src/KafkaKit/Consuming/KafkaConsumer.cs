@@ -64,6 +64,8 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private long _lastPollTimestamp;
     private int _pausedCount; // poll thread only
     private long _bufferedBytes; // poll thread only: estimate of all buffers, exact at each maintenance
+    private List<System.Diagnostics.Metrics.Measurement<long>> _lags = [];
+    private IDisposable? _lagGauge;
     private long _commitFailures;
     private long? _shutdownDeadline; // poll thread: the Stopwatch timestamp that bounds the drain once stopping
 
@@ -165,6 +167,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 .SetErrorHandler((_, error) => OnError(error))
                 .SetLogHandler((_, message) => ClientLog.Forward(_logger, message))
                 .SetOffsetsCommittedHandler((_, committed) => OnCommitted(committed))
+                .SetStatisticsHandler((_, json) => OnStatistics(json))
                 .SetPartitionsAssignedHandler((_, partitions) => OnAssigned(partitions))
                 .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions))
                 .SetPartitionsLostHandler((_, partitions) => OnLost(partitions))
@@ -179,6 +182,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             throw;
         }
 
+        _lagGauge = KafkaKitMetrics.ObserveLag(() => Volatile.Read(ref _lags));
         new Thread(PollLoop) { IsBackground = true, Name = $"kafkakit-poll-{Name}" }.Start();
         return Task.CompletedTask;
     }
@@ -465,6 +469,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             _assignment = [];
             consumer.Dispose();
             _deadLetters?.Dispose();
+            _lagGauge?.Dispose();
             var final = Fault is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted;
             Volatile.Write(ref _state, (int)final);
             ConsumerLog.Stopped(_logger, Name, final);
@@ -750,6 +755,52 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
 
         ConsumerLog.ClientError(_logger, Name, error.Reason, error.Code);
+    }
+
+    /// <summary>
+    /// Keeps each assigned partition's <c>consumer_lag</c> from librdkafka's statistics (emitted every
+    /// <c>statistics.interval.ms</c>, off by default) for the <c>kafkakit.consumer.lag</c> gauge. Runs on the poll thread.
+    /// </summary>
+    private void OnStatistics(string json)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(json);
+            var lags = new List<System.Diagnostics.Metrics.Measurement<long>>();
+            if (document.RootElement.TryGetProperty("topics", out var topics))
+            {
+                foreach (var topic in topics.EnumerateObject())
+                {
+                    if (!topic.Value.TryGetProperty("partitions", out var partitions))
+                    {
+                        continue;
+                    }
+
+                    foreach (var partition in partitions.EnumerateObject())
+                    {
+                        if (partition.Name == "-1" || !partition.Value.TryGetProperty("consumer_lag", out var lag) || lag.GetInt64() < 0
+                            || !_assignment.Contains(new TopicPartition(topic.Name, int.Parse(partition.Name, System.Globalization.CultureInfo.InvariantCulture))))
+                        {
+                            continue;
+                        }
+
+                        lags.Add(new(lag.GetInt64(), [
+                            new("messaging.system", "kafka"),
+                            new("messaging.client.id", Name),
+                            new("messaging.consumer.group.name", GroupId),
+                            new("messaging.destination.name", topic.Name),
+                            new("messaging.destination.partition.id", partition.Name),
+                        ]));
+                    }
+                }
+            }
+
+            Volatile.Write(ref _lags, lags);
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or InvalidOperationException)
+        {
+            ConsumerLog.ClientError(_logger, Name, $"unreadable librdkafka statistics: {e.Message}", ErrorCode.Local_Fail);
+        }
     }
 
     private void OnCommitted(CommittedOffsets committed)

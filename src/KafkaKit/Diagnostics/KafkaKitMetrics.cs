@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 
@@ -38,10 +39,39 @@ internal static class KafkaKitMetrics
     public static readonly Counter<long> HandlerErrors = Meter.CreateCounter<long>(
         "kafkakit.consumer.handler.errors", "{message}", "Messages whose handling failed after retries, tagged with the action taken.");
 
+    private static readonly ConcurrentDictionary<object, Func<IEnumerable<Measurement<long>>>> QueueSources = new();
+    private static readonly ConcurrentDictionary<object, Func<IEnumerable<Measurement<long>>>> LagSources = new();
+
+    /// <summary>kafkakit.producer.queue.messages: messages each producer handed to librdkafka and awaits reports for.</summary>
+    public static readonly ObservableGauge<long> ProducerQueue = Meter.CreateObservableGauge(
+        "kafkakit.producer.queue.messages", () => QueueSources.Values.SelectMany(s => s()), "{message}", "Messages in the producer's local queue awaiting delivery reports.");
+
+    /// <summary>kafkakit.consumer.lag: per assigned partition, messages behind the high watermark (librdkafka statistics, when <c>statistics.interval.ms</c> is set).</summary>
+    public static readonly ObservableGauge<long> ConsumerLag = Meter.CreateObservableGauge(
+        "kafkakit.consumer.lag", () => LagSources.Values.SelectMany(s => s()), "{message}", "Consumer lag per assigned partition, from librdkafka statistics (statistics.interval.ms).");
+
+    /// <summary>Reports a producer's queue depth until the returned registration is disposed.</summary>
+    public static IDisposable ObserveQueue(Func<IEnumerable<Measurement<long>>> source) => Register(QueueSources, source);
+
+    /// <summary>Reports a consumer's lag until the returned registration is disposed.</summary>
+    public static IDisposable ObserveLag(Func<IEnumerable<Measurement<long>>> source) => Register(LagSources, source);
+
+    private static IDisposable Register(ConcurrentDictionary<object, Func<IEnumerable<Measurement<long>>>> sources, Func<IEnumerable<Measurement<long>>> source)
+    {
+        var registration = new Registration(sources);
+        sources[registration] = source;
+        return registration;
+    }
+
     public static TagList Tags(string clientName, string topic) => new()
     {
         { "messaging.system", "kafka" },
         { "messaging.client.id", clientName },
         { "messaging.destination.name", topic },
     };
+
+    private sealed class Registration(ConcurrentDictionary<object, Func<IEnumerable<Measurement<long>>>> sources) : IDisposable
+    {
+        public void Dispose() => sources.TryRemove(this, out _);
+    }
 }

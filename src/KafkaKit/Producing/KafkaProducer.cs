@@ -21,6 +21,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly IProducer<TKey, TValue> _producer;
     private readonly KafkaProducerOptions _options;
     private readonly BackpressureGate _gate;
+    private readonly IDisposable _queueGauge;
     private readonly ResiliencePipeline _pipeline;
     private readonly ILogger _logger;
     private readonly TimeProvider _timeProvider;
@@ -96,6 +97,8 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             (config.QueueBufferingMaxKbytes ?? 1_048_576) * 1024L);
         ProducerLog.Started(logger, name, ConfigText.Redacted(config));
         _pump = new DeliveryPump(_producer.Poll, _producer.Flush, e => ProducerLog.PumpFailed(logger, e, name), name);
+        var gaugeTags = new KeyValuePair<string, object?>[] { new("messaging.system", "kafka"), new("messaging.client.id", name) };
+        _queueGauge = KafkaKitMetrics.ObserveQueue(() => [new System.Diagnostics.Metrics.Measurement<long>(_gate.Messages, gaugeTags)]);
     }
 
     public string Name { get; }
@@ -262,6 +265,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             ProducerLog.LostAtDispose(_logger, Name, _gate.Messages);
         }
 
+        _queueGauge.Dispose();
         _producer.Dispose();
         ProducerLog.Disposed(_logger, Name);
     }

@@ -95,24 +95,37 @@ public sealed class ObservabilityTests
             }
         }
 
-        listener.SetMeasurementEventCallback<long>(Record);
         listener.SetMeasurementEventCallback<double>(Record);
         listener.Start();
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic(topic, partitions: 2);
-        await using (var producer = new KafkaProducerBuilder<string, string>("metered-producer", new KafkaProducerOptions { BootstrapServers = cluster.BootstrapServers }).Build())
+        var queueDepths = new ConcurrentQueue<long>();
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, state) =>
+        {
+            Record(instrument, value, tags, state);
+            if (instrument.Name == "kafkakit.producer.queue.messages" && tags.ToArray().Any(t => t.Key == "messaging.client.id" && Equals(t.Value, "metered-producer")))
+            {
+                queueDepths.Enqueue(value);
+            }
+        });
+        await using (var producer = new KafkaProducerBuilder<string, string>("metered-producer", new KafkaProducerOptions { BootstrapServers = cluster.BootstrapServers, Config = { ["linger.ms"] = "60000" } }).Build())
         {
             for (var i = 0; i < 10; i++)
             {
                 await producer.EnqueueAsync(topic, new Message<string, string> { Key = $"k{i}", Value = "v" });
             }
 
+            listener.RecordObservableInstruments(); // 10 lingering in the queue
             Assert.That(await producer.FlushAsync(), Is.Zero);
+            listener.RecordObservableInstruments(); // none after the flush
         }
 
+        Assert.That(queueDepths, Is.EqualTo(new long[] { 10, 0 }), "kafkakit.producer.queue.messages");
+
         var handled = 0;
-        var options = new KafkaConsumerOptions { BootstrapServers = cluster.BootstrapServers, GroupId = topic, Topics = { topic } };
+        var options = new KafkaConsumerOptions { BootstrapServers = cluster.BootstrapServers, GroupId = topic, Topics = { topic }, CommitInterval = TimeSpan.FromMilliseconds(100) };
         KafkaProbe.FastGroup(options.Config);
+        options.Config["statistics.interval.ms"] = "100";
         var consumer = new KafkaConsumerBuilder<string, string>("metered-consumer", options)
             .SetHandler((_, _) =>
             {
@@ -123,6 +136,15 @@ public sealed class ObservabilityTests
         await consumer.StartAsync();
         await Wait.ForAsync(() => Volatile.Read(ref handled) == 10, TimeSpan.FromSeconds(30), "10 handled");
         await Wait.ForAsync(() => measurements.Count(m => m.Instrument == "messaging.process.duration") == 10, TimeSpan.FromSeconds(5), "10 durations");
+        await Wait.ForAsync(
+            () =>
+            {
+                listener.RecordObservableInstruments();
+                var lags = measurements.Where(m => m.Instrument == "kafkakit.consumer.lag").TakeLast(2).ToList();
+                return lags.Count == 2 && lags.All(m => m.Value == 0);
+            },
+            TimeSpan.FromSeconds(10),
+            "kafkakit.consumer.lag reports 0 for both partitions once everything is committed");
         await consumer.StopAsync();
 
         var sent = measurements.Where(m => m.Instrument == "messaging.client.sent.messages").ToList();
