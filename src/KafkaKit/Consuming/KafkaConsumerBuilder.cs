@@ -166,6 +166,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
         var merged = ClientProperties.Merge(_name, defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
         var problems = _options.Validate(merged);
         ClientProperties.RequireBootstrapServers(merged, "Consumer", _name, problems);
+        Librdkafka.Check(merged, $"Consumer '{_name}'", problems);
         if (_handler is null)
         {
             problems.Add($"Consumer '{_name}' has no handler: call SetHandler (or register one with AddConsumer<TKey, TValue, THandler>).");

@@ -34,6 +34,26 @@ public sealed class KafkaConsumerBuilderTests
 
     [Test]
     [CancelAfter(10_000)]
+    public void Build_UnknownPropertyAndBadValue_LibrdkafkaRefusesEachNamingIt()
+    {
+        var options = new KafkaConsumerOptions { BootstrapServers = "127.0.0.1:9", GroupId = "g", Topics = { "t" } };
+        options.Config["no.such.property"] = "1";
+        options.Config["session.timeout.ms"] = "soon";
+        options.Config["sasl.password"] = "do-not-echo";
+
+        var error = Assert.Throws<OptionsValidationException>(() => new KafkaConsumerBuilder<string, string>("typos", options).SetHandler((_, _) => default).Build());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error!.Failures.Count(), Is.EqualTo(2), string.Join(Environment.NewLine, error.Failures));
+            Assert.That(error.Message, Does.Contain("'no.such.property=1'"));
+            Assert.That(error.Message, Does.Contain("'session.timeout.ms=soon'"));
+            Assert.That(error.Message, Does.Not.Contain("do-not-echo"));
+        });
+    }
+
+    [Test]
+    [CancelAfter(10_000)]
     public void Build_NoTopicsNoGroupNoServersNoHandler_ListsEachMissingSetting()
     {
         var options = new KafkaConsumerOptions { MaxConcurrency = 0, PartitionBufferSize = 0, PollTimeout = TimeSpan.FromSeconds(10) };
