@@ -6,6 +6,7 @@ namespace KafkaKit.Samples.Tests.Notifications;
 
 /// <summary>The worker's in-memory history and connections, without Kafka.</summary>
 [TestFixture]
+[CancelAfter(10_000)]
 public sealed class NotificationHubTests
 {
     private static NotificationHub NewHub(int historySize = 50, int streamBuffer = 100) =>

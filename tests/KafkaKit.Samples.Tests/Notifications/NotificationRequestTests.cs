@@ -4,6 +4,7 @@ namespace KafkaKit.Samples.Tests.Notifications;
 
 /// <summary>The request rules, without HTTP.</summary>
 [TestFixture]
+[CancelAfter(10_000)]
 public sealed class NotificationRequestTests
 {
     [Test]

@@ -14,6 +14,7 @@ namespace KafkaKit.Samples.Tests.Notifications;
 /// with a stand-in producer (the fault tests cover the same paths on a real embedded cluster where one can be caused).
 /// </summary>
 [TestFixture]
+[CancelAfter(10_000)]
 public sealed class NotificationsApiErrorMappingTests
 {
     private static IEnumerable<TestCaseData> Failures()

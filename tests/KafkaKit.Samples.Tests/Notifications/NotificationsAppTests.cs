@@ -9,6 +9,7 @@ namespace KafkaKit.Samples.Tests.Notifications;
 /// <summary>How the sample starts: its embedded cluster by default, and its command line.</summary>
 [TestFixture]
 [NonParallelizable]
+[CancelAfter(10_000)] // the default for the fast tests here; the ones on a cluster set their own
 public sealed class NotificationsAppTests
 {
     [Test]
