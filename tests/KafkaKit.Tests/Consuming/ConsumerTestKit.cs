@@ -28,6 +28,8 @@ internal static class ConsumerTestKit
     public static IEnumerable<Message<string, string>> Messages(string prefix, int count, int start = 0) =>
         Enumerable.Range(start, count).Select(i => new Message<string, string> { Key = prefix, Value = prefix + i.ToString(CultureInfo.InvariantCulture) });
 
+    private static readonly TimeSpan CommittedProbeInterval = TimeSpan.FromMilliseconds(200);
+
     /// <summary>Waits until the group's committed offsets satisfy <paramref name="condition"/>, probing every 200 ms.</summary>
     public static async Task<Dictionary<int, long>> WaitForCommittedAsync(
         EmbeddedKafkaCluster cluster, string group, string topic, int partitions, Func<Dictionary<int, long>, bool> condition, TimeSpan timeout, string what)
@@ -41,7 +43,7 @@ internal static class ConsumerTestKit
                 Assert.Fail($"Timed out after {timeout.TotalSeconds:F0} s waiting for committed offsets: {what}; last read {Format(committed)}");
             }
 
-            await Task.Delay(200, TestContext.CurrentContext.CancellationToken);
+            await Task.Delay(CommittedProbeInterval, TestContext.CurrentContext.CancellationToken); // a poll interval, not a sleep
             committed = KafkaProbe.Committed(cluster.BootstrapServers, group, topic, partitions);
         }
 
