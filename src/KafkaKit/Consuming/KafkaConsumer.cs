@@ -60,6 +60,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private volatile TopicPartition[] _assignment = [];
     private int _state = (int)KafkaConsumerState.Created;
     private volatile bool _stopRequested;
+    private bool _disposed;
     private Exception? _fault;
     private long _lastPollTimestamp;
     private int _pausedCount; // poll thread only
@@ -151,9 +152,15 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     /// <exception cref="InvalidOperationException">The consumer was started before.</exception>
     /// <exception cref="ArgumentException">librdkafka refused a property (unknown name or bad value).</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The consumer was disposed.</exception>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        if (Volatile.Read(ref _disposed))
+        {
+            throw new ObjectDisposedException(GetType().FullName, $"Consumer '{Name}' was disposed; build a new consumer to consume again.");
+        }
+
         if (Interlocked.CompareExchange(ref _state, (int)KafkaConsumerState.Running, (int)KafkaConsumerState.Created) != (int)KafkaConsumerState.Created)
         {
             throw new InvalidOperationException($"Consumer '{Name}' was started before; a consumer runs once.");
@@ -224,6 +231,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     /// <returns>A task that completes when stopped.</returns>
     public async ValueTask DisposeAsync()
     {
+        Volatile.Write(ref _disposed, true);
         await StopAsync(CancellationToken.None).ConfigureAwait(false);
 
         // _concurrency is not disposed: a handler that ignored its cancelled token can still be running and releases it

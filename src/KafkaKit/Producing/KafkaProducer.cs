@@ -18,6 +18,9 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     /// <summary>How long disposal serves the failure reports of purged messages (they are local; this is ample).</summary>
     private static readonly TimeSpan PurgeReportTimeout = TimeSpan.FromSeconds(5);
 
+    /// <summary>librdkafka's default <c>message.max.bytes</c>.</summary>
+    private const int DefaultMessageMaxBytes = 1_000_000;
+
     private readonly IProducer<TKey, TValue> _producer;
     private readonly KafkaProducerOptions _options;
     private readonly BackpressureGate _gate;
@@ -31,6 +34,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly ConcurrentBag<DeliverySource<TKey, TValue>> _sources = [];
     private readonly CancellationTokenSource _disposing = new();
     private readonly MessageSize _size;
+    private readonly int _maxMessageBytes;
     private readonly DeliveryPump _pump;
     private Error? _fatalError;
     private int _disposed;
@@ -58,6 +62,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         _accountOnly = Account;
         _withoutCallback = OnDeliveryWithoutCallback;
         _size = MessageSize.For(config);
+        _maxMessageBytes = config.MessageMaxBytes ?? DefaultMessageMaxBytes;
 
         // librdkafka checks the properties together here (each one alone was checked at Build), before the limits below
         // are read.
@@ -292,6 +297,16 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             // librdkafka's own accounting (bytes of non-primitive types, retries) says full: wait like any full queue.
             _gate.Release(size);
             return false;
+        }
+        catch (ProduceException<TKey, TValue> e) when (e.Error.Code == ErrorCode.MsgSizeTooLarge)
+        {
+            // librdkafka's reason ("Broker: Message size too large") names neither the limit nor that it was checked
+            // locally: say both, keeping the code and the type.
+            _gate.Release(size);
+            throw new ProduceException<TKey, TValue>(
+                new Error(ErrorCode.MsgSizeTooLarge, $"The message (key, value and headers together) is larger than message.max.bytes = {_maxMessageBytes} bytes; it was not enqueued. Send a smaller message or raise message.max.bytes (and the topic's max.message.bytes on the brokers)."),
+                e.DeliveryResult,
+                e);
         }
         catch (Exception e) when (e is not ObjectDisposedException)
         {
