@@ -196,8 +196,10 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
 
     /// <summary>
     /// Stops gracefully: stops dispatching, waits for running handlers up to <see cref="KafkaConsumerOptions.ShutdownTimeout"/>
-    /// (then cancels them), stores and commits the handled offsets synchronously, leaves the group (<c>Close()</c>,
-    /// bounded by <see cref="KafkaConsumerOptions.CloseTimeout"/>) and releases the client. Idempotent.
+    /// (then cancels them), stores and commits the handled offsets synchronously, leaves the group (<c>Close()</c>) and
+    /// releases the client. Idempotent. Returns at the latest <see cref="KafkaConsumerOptions.ShutdownTimeout"/> +
+    /// <see cref="KafkaConsumerOptions.CloseTimeout"/> + 5 s after the call; past that the poll thread finishes in the
+    /// background (event 2014).
     /// </summary>
     /// <param name="cancellationToken">The host's shutdown bound: when cancelled, running handlers are cancelled at once and the stop returns without waiting further.</param>
     /// <returns>A task that completes when the consumer has stopped, or when the bound passed.</returns>

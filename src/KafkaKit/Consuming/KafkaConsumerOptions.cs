@@ -68,7 +68,12 @@ public sealed class KafkaConsumerOptions
     /// <summary>Gets or sets how long a stop waits for running handlers before it cancels them. Default: 20 s.</summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(20);
 
-    /// <summary>Gets or sets the bound on leaving the group (<c>Close()</c>) at stop; past it the stop returns and logs. Default: 10 s.</summary>
+    /// <summary>
+    /// Gets or sets the time a stop allows for leaving the group (<c>Close()</c>). <c>StopAsync</c> returns at the latest
+    /// <see cref="ShutdownTimeout"/> + <see cref="CloseTimeout"/> + 5 s after it was called; when librdkafka takes longer
+    /// (for example a commit or leave request to an unreachable coordinator waits for its request timeout), the poll
+    /// thread finishes closing in the background and event 2014 is logged. Default: 10 s.
+    /// </summary>
     public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Gets the retry policy of failed handler calls.</summary>
