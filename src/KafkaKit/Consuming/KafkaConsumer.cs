@@ -378,7 +378,9 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
 
     /// <summary>Commits the stored offsets synchronously.</summary>
     /// <returns>The error when the commit failed (logged and counted), or <see langword="null"/> (also when there was nothing to commit).</returns>
-    private Error? Commit(IConsumer<byte[]?, byte[]?> consumer)
+    /// <param name="consumer">The client.</param>
+    /// <param name="stopping">Whether the stop's final commit is being made: a refusal it will retry is logged as information, not as a warning.</param>
+    private Error? Commit(IConsumer<byte[]?, byte[]?> consumer, bool stopping = false)
     {
         try
         {
@@ -397,7 +399,15 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             var error = new Error(ErrorCodeOf(e), e.Error.Reason);
             Interlocked.Increment(ref _commitFailures);
             KafkaKitMetrics.CommitFailures.Add(1, new KeyValuePair<string, object?>("messaging.consumer.group.name", GroupId));
-            ConsumerLog.CommitFailed(_logger, Name, error.Reason, error.Code);
+            if (stopping && IsRetriableCommitError(error.Code))
+            {
+                ConsumerLog.FinalCommitRetrying(_logger, Name, error.Reason, error.Code);
+            }
+            else
+            {
+                ConsumerLog.CommitFailed(_logger, Name, error.Reason, error.Code);
+            }
+
             return error;
         }
     }
@@ -448,7 +458,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
 
             // A commit refused because the group is rebalancing (or its coordinator moved) succeeds once this member has
             // rejoined, which needs polls: retry until the shutdown bound.
-            while (Commit(consumer) is { } error && IsRetriableCommitError(error.Code)
+            while (Commit(consumer, stopping: true) is { } error && IsRetriableCommitError(error.Code)
                 && !_stopHard.IsCancellationRequested && Stopwatch.GetTimestamp() < deadline)
             {
                 var retryAt = Stopwatch.GetTimestamp() + (Stopwatch.Frequency / 5);

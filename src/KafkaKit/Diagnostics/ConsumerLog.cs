@@ -74,4 +74,7 @@ internal static partial class ConsumerLog
 
     [LoggerMessage(2022, LogLevel.Warning, "Consumer {Name}: the caller's stop token was cancelled before the stop finished; running handlers were cancelled and the poll thread finishes committing and leaving the group on its own.")]
     public static partial void StopAbandoned(ILogger logger, string name);
+
+    [LoggerMessage(2023, LogLevel.Information, "Consumer {Name}: the final commit was refused: {Reason} ({Code}); polling until this member has rejoined, then committing again (within ShutdownTimeout).")]
+    public static partial void FinalCommitRetrying(ILogger logger, string name, string reason, ErrorCode code);
 }
