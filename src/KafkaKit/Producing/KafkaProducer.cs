@@ -168,6 +168,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         }
 
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        RetryBudget.Start(context, _timeProvider);
         try
         {
             var outcome = await _pipeline.ExecuteOutcomeAsync(

@@ -161,14 +161,22 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
         var builder = new ResiliencePipelineBuilder { TimeProvider = _timeProvider };
         if (retry.MaxRetryAttempts > 0)
         {
+            var budget = retry.MaxRetryDuration;
+            var timeProvider = _timeProvider;
+            var delay = retry.BaseDelay;
+            var maxDelay = retry.MaxDelay;
             builder.AddRetry(new RetryStrategyOptions
             {
-                ShouldHandle = shouldHandle,
+                ShouldHandle = args => ValueTask.FromResult(
+                    args.Outcome.Exception is ProduceException<TKey, TValue> e
+                    && ProduceErrors.IsRetriable(e.Error)
+                    && RetryBudget.Left(args.Context, budget, timeProvider) > TimeSpan.Zero),
                 MaxRetryAttempts = retry.MaxRetryAttempts,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
-                Delay = retry.BaseDelay,
-                MaxDelay = retry.MaxDelay,
+                Delay = delay,
+                MaxDelay = maxDelay,
+                DelayGenerator = args => ValueTask.FromResult(RetryBudget.CapDelay(args.Context, args.AttemptNumber, budget, delay, maxDelay, timeProvider)),
                 OnRetry = args =>
                 {
                     if (args.Outcome.Exception is ProduceException<TKey, TValue> e)
