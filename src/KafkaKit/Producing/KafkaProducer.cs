@@ -26,6 +26,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly BackpressureGate _gate;
     private readonly IDisposable _queueGauge;
     private readonly ResiliencePipeline _pipeline;
+    private readonly bool _firstAttemptOutsidePipeline;
     private readonly ILogger _logger;
     private readonly TimeProvider _timeProvider;
     private readonly Action<DeliveryReport<TKey, TValue>>? _onDeliveryFailed;
@@ -49,6 +50,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         ISerializer<TKey> keySerializer,
         ISerializer<TValue> valueSerializer,
         ResiliencePipeline pipeline,
+        bool firstAttemptOutsidePipeline,
         Action<DeliveryReport<TKey, TValue>>? onDeliveryFailed,
         ILogger logger,
         TimeProvider timeProvider)
@@ -56,6 +58,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         Name = name;
         _options = options;
         _pipeline = pipeline;
+        _firstAttemptOutsidePipeline = firstAttemptOutsidePipeline;
         _onDeliveryFailed = onDeliveryFailed;
         _logger = logger;
         _timeProvider = timeProvider;
@@ -159,6 +162,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         return TryProduce(topic, message, handler, size);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
     {
         Check(topic, message);
@@ -167,13 +171,36 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             return await ProduceOnceAsync(topic, message, cancellationToken).ConfigureAwait(false);
         }
 
+        var started = _timeProvider.GetTimestamp();
+        ProduceException<TKey, TValue>? firstFailure = null;
+        if (_firstAttemptOutsidePipeline)
+        {
+            // KafkaKit's own retry-only pipeline has nothing to do with a success: the first attempt runs without it (no
+            // pipeline cost on the common path); a retriable failure is handed to the pipeline as its first attempt's
+            // outcome, so attempt counting, backoff and logging are the pipeline's as before.
+            try
+            {
+                return await ProduceOnceAsync(topic, message, cancellationToken).ConfigureAwait(false);
+            }
+            catch (ProduceException<TKey, TValue> e) when (ProduceErrors.IsRetriable(e.Error))
+            {
+                firstFailure = e;
+            }
+        }
+
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
-        RetryBudget.Start(context, _timeProvider);
+        RetryBudget.Start(context, started);
         try
         {
             var outcome = await _pipeline.ExecuteOutcomeAsync(
-                static async (ctx, state) =>
+                [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] static async ValueTask<Outcome<DeliveryResult<TKey, TValue>>> (
+                    ResilienceContext ctx, (KafkaProducer<TKey, TValue> Producer, string Topic, Message<TKey, TValue> Message, ProduceException<TKey, TValue>? FirstFailure) state) =>
                 {
+                    if (state.FirstFailure is { } failed && RetryBudget.TakeFirstAttempt(ctx))
+                    {
+                        return Outcome.FromException<DeliveryResult<TKey, TValue>>(failed);
+                    }
+
                     try
                     {
                         return Outcome.FromResult(await state.Producer.ProduceOnceAsync(state.Topic, state.Message, ctx.CancellationToken).ConfigureAwait(false));
@@ -184,7 +211,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
                     }
                 },
                 context,
-                (Producer: this, Topic: topic, Message: message)).ConfigureAwait(false);
+                (Producer: this, Topic: topic, Message: message, FirstFailure: firstFailure)).ConfigureAwait(false);
             outcome.ThrowIfException();
             return outcome.Result!;
         }

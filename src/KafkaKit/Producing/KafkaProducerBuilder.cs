@@ -138,6 +138,7 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
             _keySerializer ?? KafkaSerializers.SerializerFor<TKey>(),
             _valueSerializer ?? KafkaSerializers.SerializerFor<TValue>(),
             _pipeline ?? BuildPipeline(logger),
+            firstAttemptOutsidePipeline: _pipeline is null && _options.Retry.MaxRetryAttempts > 0 && !_options.Retry.CircuitBreaker,
             _onDeliveryFailed,
             logger,
             _timeProvider);

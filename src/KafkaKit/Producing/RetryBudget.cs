@@ -9,12 +9,29 @@ namespace KafkaKit.Producing;
 internal static class RetryBudget
 {
     private static readonly ResiliencePropertyKey<long> Started = new("KafkaKit.ProduceStarted");
+    private static readonly ResiliencePropertyKey<bool> FirstAttemptTaken = new("KafkaKit.FirstAttemptTaken");
 
     /// <summary>Marks the start of a call.</summary>
     /// <param name="context">The call's context.</param>
-    /// <param name="timeProvider">The producer's time source.</param>
-    public static void Start(ResilienceContext context, TimeProvider timeProvider) =>
-        context.Properties.Set(Started, timeProvider.GetTimestamp());
+    /// <param name="started">When the call started (<see cref="TimeProvider.GetTimestamp"/> of the producer's time source).</param>
+    public static void Start(ResilienceContext context, long started) => context.Properties.Set(Started, started);
+
+    /// <summary>
+    /// Returns <see langword="true"/> once per call: for the pipeline's first attempt, whose outcome (a failure) was
+    /// produced before the pipeline ran.
+    /// </summary>
+    /// <param name="context">The call's context.</param>
+    /// <returns>Whether this is the first attempt.</returns>
+    public static bool TakeFirstAttempt(ResilienceContext context)
+    {
+        if (context.Properties.TryGetValue(FirstAttemptTaken, out var taken) && taken)
+        {
+            return false;
+        }
+
+        context.Properties.Set(FirstAttemptTaken, true);
+        return true;
+    }
 
     /// <summary>Gets how much of <paramref name="budget"/> is left for the call of <paramref name="context"/>.</summary>
     /// <param name="context">The call's context.</param>
