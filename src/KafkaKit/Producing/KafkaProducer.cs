@@ -6,6 +6,7 @@ using KafkaKit.Diagnostics;
 using KafkaKit.Internal;
 using Microsoft.Extensions.Logging;
 using Polly;
+using Polly.CircuitBreaker;
 
 namespace KafkaKit.Producing;
 
@@ -27,6 +28,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly IDisposable _queueGauge;
     private readonly ResiliencePipeline _pipeline;
     private readonly bool _firstAttemptOutsidePipeline;
+    private readonly CircuitBreakerStateProvider? _circuit;
     private readonly ILogger _logger;
     private readonly TimeProvider _timeProvider;
     private readonly Action<DeliveryReport<TKey, TValue>>? _onDeliveryFailed;
@@ -51,6 +53,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         ISerializer<TValue> valueSerializer,
         ResiliencePipeline pipeline,
         bool firstAttemptOutsidePipeline,
+        CircuitBreakerStateProvider? circuit,
         Action<DeliveryReport<TKey, TValue>>? onDeliveryFailed,
         ILogger logger,
         TimeProvider timeProvider)
@@ -59,6 +62,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         _options = options;
         _pipeline = pipeline;
         _firstAttemptOutsidePipeline = firstAttemptOutsidePipeline;
+        _circuit = circuit;
         _onDeliveryFailed = onDeliveryFailed;
         _logger = logger;
         _timeProvider = timeProvider;
@@ -119,6 +123,9 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
 
     /// <summary>Gets the number of exceptions thrown by delivery callbacks so far.</summary>
     internal long CallbackErrors => Interlocked.Read(ref _callbackErrors);
+
+    /// <summary>Gets the state of the circuit breaker of <c>Retry.CircuitBreaker</c>, or null when there is none.</summary>
+    internal CircuitState? Circuit => _circuit?.CircuitState;
 
     /// <summary>Gets the number of enqueues waiting for room in a full queue.</summary>
     internal int WaitingForRoom => _pump.Waiting;

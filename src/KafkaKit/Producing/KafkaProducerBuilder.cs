@@ -131,14 +131,16 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
         }
 
         var logger = _loggerFactory.CreateLogger("KafkaKit.Producer");
+        var circuit = _pipeline is null && _options.Retry.CircuitBreaker ? new CircuitBreakerStateProvider() : null;
         return new KafkaProducer<TKey, TValue>(
             _name,
             new ProducerConfig(merged),
             _options,
             _keySerializer ?? KafkaSerializers.SerializerFor<TKey>(),
             _valueSerializer ?? KafkaSerializers.SerializerFor<TValue>(),
-            _pipeline ?? BuildPipeline(logger),
+            _pipeline ?? BuildPipeline(logger, circuit),
             firstAttemptOutsidePipeline: _pipeline is null && _options.Retry.MaxRetryAttempts > 0 && !_options.Retry.CircuitBreaker,
+            circuit,
             _onDeliveryFailed,
             logger,
             _timeProvider);
@@ -150,7 +152,7 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
         return this;
     }
 
-    private ResiliencePipeline BuildPipeline(ILogger logger)
+    private ResiliencePipeline BuildPipeline(ILogger logger, CircuitBreakerStateProvider? circuit)
     {
         var retry = _options.Retry;
         if (retry.MaxRetryAttempts == 0 && !retry.CircuitBreaker)
@@ -199,6 +201,7 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
                 MinimumThroughput = 10,
                 SamplingDuration = TimeSpan.FromSeconds(30),
                 BreakDuration = retry.CircuitBreakDuration,
+                StateProvider = circuit,
             });
         }
 
