@@ -3,8 +3,9 @@ using Polly;
 namespace KafkaKit.Producing;
 
 /// <summary>
-/// The time bound of one <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/> call's retries
-/// (<see cref="ProducerRetryOptions.MaxRetryDuration"/>): the call's start travels in its Polly context.
+/// What one <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/> call's retries carry in its Polly context: the call's
+/// start, for the time bound (<see cref="ProducerRetryOptions.MaxRetryDuration"/>), and whether its first attempt, run
+/// before the pipeline, has been handed to it.
 /// </summary>
 internal static class RetryBudget
 {
