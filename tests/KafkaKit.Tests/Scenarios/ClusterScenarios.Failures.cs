@@ -80,48 +80,62 @@ public abstract partial class ClusterScenarios
                 }
             }
         }) { IsBackground = true, Name = "crashing-member" };
-        plainThread.Start();
-
-        var a = Member("a", crashes: true);
-        await a.StartAsync();
-        await run.WaitForSettledAsync(() => a.Assignment.Count, () => plain.Assignment.Count);
-        await using var stream = run.Stream();
-        await ConsumerTestKit.WaitForCommittedAsync(
-            run.Servers, run.Group, run.Topic, run.Partitions, c => c.Values.All(o => o >= 100), TimeSpan.FromSeconds(30), "both members handle and commit");
-        var atCommit = byCrashed.Count;
-        await Wait.ForAsync(() => byCrashed.Count >= atCommit + 200, TimeSpan.FromSeconds(30), "the members handle 200 more messages");
-
-        // The crash.
-        Volatile.Write(ref plainAlive, false);
-        plainThread.Join();
-        plain.Dispose(); // without Close(): no final commit, no LeaveGroup
-        await a.DisposeAsync(); // without StopAsync
-        var committedAtCrash = run.Committed();
-        var uncommitted = byCrashed.Values.Count(w => w.Offset >= committedAtCrash[w.Partition]);
-
-        // The restart.
-        var restarted = Stopwatch.StartNew();
-        await using var c = Member("c", crashes: false);
-        await c.StartAsync();
-        await Wait.ForAsync(() => c.Assignment.Count == run.Partitions, run.Cluster.GroupChangeTimeout, "c owns every partition once the dead member is evicted");
-        var takeover = restarted.Elapsed;
-        var end = await run.DrainAsync(stream);
-        await c.StopAsync();
-
-        run.Row("members crash (disposed without Close / without StopAsync), new member", end);
-        TestContext.Out.WriteLine(
-            $"the crashed members handled {byCrashed.Count}, {uncommitted} of them beyond the committed offsets {ConsumerTestKit.Format(committedAtCrash)}; " +
-            $"c owned every partition {takeover.TotalSeconds:F1} s after its start; handled again {run.Ledger.Duplicates}");
-        Assert.Multiple(() =>
+        void CrashPlainMember()
         {
-            Assert.That(uncommitted, Is.Positive, "the crash left handled work uncommitted (the plain member commits every 5 s)");
-            Assert.That(end.Lost, Is.Zero, "no message lost");
-            Assert.That(run.Ledger.Duplicates, Is.LessThanOrEqualTo(uncommitted), "only what was handled but not committed at the crash is handled again");
-            Assert.That(end.Committed, Is.EqualTo(end.Ends), "committed offsets reach the end offsets");
-            Assert.That(a.State, Is.EqualTo(KafkaConsumerState.Stopped), "disposing without StopAsync stops the member");
-            Assert.That(new[] { a.Fault, c.Fault }, Is.All.Null);
-            Assert.That(run.Failures(), Is.Zero, "no fatal error, callback failure or stop on error");
-        });
+            if (Volatile.Read(ref plainAlive))
+            {
+                Volatile.Write(ref plainAlive, false);
+                plainThread.Join();
+                plain.Dispose(); // without Close(): no final commit, no LeaveGroup
+            }
+        }
+
+        plainThread.Start();
+        try
+        {
+            await using var a = Member("a", crashes: true);
+            await a.StartAsync();
+            await run.WaitForSettledAsync(() => a.Assignment.Count, () => plain.Assignment.Count);
+            await using var stream = run.Stream();
+            await ConsumerTestKit.WaitForCommittedAsync(
+                run.Servers, run.Group, run.Topic, run.Partitions, c => c.Values.All(o => o >= 100), TimeSpan.FromSeconds(30), "both members handle and commit");
+            var atCommit = byCrashed.Count;
+            await Wait.ForAsync(() => byCrashed.Count >= atCommit + 200, TimeSpan.FromSeconds(30), "the members handle 200 more messages");
+
+            // The crash.
+            CrashPlainMember();
+            await a.DisposeAsync(); // without StopAsync
+            var committedAtCrash = run.Committed();
+            var uncommitted = byCrashed.Values.Count(w => w.Offset >= committedAtCrash[w.Partition]);
+
+            // The restart.
+            var restarted = Stopwatch.StartNew();
+            await using var c = Member("c", crashes: false);
+            await c.StartAsync();
+            await Wait.ForAsync(() => c.Assignment.Count == run.Partitions, run.Cluster.GroupChangeTimeout, "c owns every partition once the dead member is evicted");
+            var takeover = restarted.Elapsed;
+            var end = await run.DrainAsync(stream);
+            await c.StopAsync();
+
+            run.Row("members crash (disposed without Close / without StopAsync), new member", end);
+            TestContext.Out.WriteLine(
+                $"the crashed members handled {byCrashed.Count}, {uncommitted} of them beyond the committed offsets {ConsumerTestKit.Format(committedAtCrash)}; " +
+                $"c owned every partition {takeover.TotalSeconds:F1} s after its start; handled again {run.Ledger.Duplicates}");
+            Assert.Multiple(() =>
+            {
+                Assert.That(uncommitted, Is.Positive, "the crash left handled work uncommitted (the plain member commits every 5 s)");
+                Assert.That(end.Lost, Is.Zero, "no message lost");
+                Assert.That(run.Ledger.Duplicates, Is.LessThanOrEqualTo(uncommitted), "only what was handled but not committed at the crash is handled again");
+                Assert.That(end.Committed, Is.EqualTo(end.Ends), "committed offsets reach the end offsets");
+                Assert.That(a.State, Is.EqualTo(KafkaConsumerState.Stopped), "disposing without StopAsync stops the member");
+                Assert.That(new[] { a.Fault, c.Fault }, Is.All.Null);
+                Assert.That(run.Failures(), Is.Zero, "no fatal error, callback failure or stop on error");
+            });
+        }
+        finally
+        {
+            CrashPlainMember(); // when the scenario failed before its crash
+        }
     }
 
     /// <summary>

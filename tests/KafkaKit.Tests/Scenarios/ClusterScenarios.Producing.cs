@@ -82,7 +82,7 @@ public abstract partial class ClusterScenarios
         var outcomes = new ProducerTestKit.Outcomes();
         var options = ProducerTestKit.Options(run.Servers, ("queue.buffering.max.messages", "1"), ("linger.ms", "10000"));
         options.FlushTimeoutOnDispose = TimeSpan.FromSeconds(2);
-        var producer = ProducerTestKit.Build<Null, string>(options, run.Logs, "fatal-producer");
+        await using var producer = ProducerTestKit.Build<Null, string>(options, run.Logs, "fatal-producer"); // disposing twice is a no-op
         Message<Null, string> Message(string value) => new() { Value = value };
 
         // One message delivered (a flush sends at once, whatever linger.ms says), one lingering, one waiting for room.
@@ -170,8 +170,15 @@ public abstract partial class ClusterScenarios
         await run.Cluster.SetBrokersDownAsync();
         var down = Stopwatch.StartNew();
         var sentAtDown = Interlocked.Read(ref sent);
-        await ScenarioRun.LastsAsync(down, outage, "the outage lasts its time");
-        await run.Cluster.SetBrokersUpAsync();
+        try
+        {
+            await ScenarioRun.LastsAsync(down, outage, "the outage lasts its time");
+        }
+        finally
+        {
+            await run.Cluster.SetBrokersUpAsync(); // also when the test fails: a real broker is shared by the tier
+        }
+
         var sentAtUp = Interlocked.Read(ref sent);
         await Wait.ForAsync(() => outcomes.Delivered >= sentAtUp, TimeSpan.FromSeconds(60), $"everything sent until the brokers came back is delivered ({outcomes})");
         var recovered = down.Elapsed - outage;
