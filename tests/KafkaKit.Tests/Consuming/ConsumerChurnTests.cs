@@ -82,35 +82,7 @@ public sealed class ConsumerChurnTests
         await using var producer = new SteadyProducer(cluster, Topic);
 
         // Sample the group's committed offsets every second: none may ever move backwards.
-        using var stopSampling = new CancellationTokenSource();
-        var decreases = new ConcurrentQueue<string>();
-        var samples = 0;
-        var sampler = Task.Run(async () =>
-        {
-            var highest = new Dictionary<int, long>();
-            using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
-            try
-            {
-                while (await timer.WaitForNextTickAsync(stopSampling.Token))
-                {
-                    var committed = KafkaProbe.Committed(cluster.BootstrapServers, group, Topic, Partitions);
-                    samples++;
-                    foreach (var (partition, offset) in committed)
-                    {
-                        if (highest.TryGetValue(partition, out var before) && offset < before)
-                        {
-                            decreases.Enqueue($"p{partition}: {before} -> {offset} at sample {samples}");
-                        }
-
-                        highest[partition] = Math.Max(offset, highest.GetValueOrDefault(partition, long.MinValue));
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (stopSampling.IsCancellationRequested)
-            {
-                // done
-            }
-        });
+        await using var sampler = new CommittedOffsetsSampler(cluster.BootstrapServers, group, Topic, Partitions, TimeSpan.FromSeconds(1));
 
         var churn = Stopwatch.StartNew();
         var cycles = 0;
@@ -155,8 +127,7 @@ public sealed class ConsumerChurnTests
             TimeSpan.FromSeconds(30),
             "b handled every partition up to its end");
         await b.StopAsync();
-        await stopSampling.CancelAsync();
-        await sampler;
+        await sampler.StopAsync();
 
         var final = KafkaProbe.Committed(cluster.BootstrapServers, group, Topic, Partitions);
         var redeliveries = Interlocked.Read(ref calls) - produced;
@@ -164,18 +135,18 @@ public sealed class ConsumerChurnTests
         TestContext.Out.WriteLine(
             $"{strategy}: {churnTime.TotalSeconds:F0} s of churn, {cycles} join/leave cycles, {logs.Count(2002)} revokes, {logs.Count(2003)} losses; " +
             $"produced {produced}, handler calls {calls}, re-deliveries {redeliveries} ({100.0 * redeliveries / produced:F2} %), " +
-            $"refused commits {commitFailures}, committed-offset samples {samples}; final committed {ConsumerTestKit.Format(final)}; ends {ConsumerTestKit.Format(ends)}");
+            $"refused commits {commitFailures}, committed-offset samples {sampler.Samples}; final committed {ConsumerTestKit.Format(final)}; ends {ConsumerTestKit.Format(ends)}");
 
         Assert.Multiple(() =>
         {
-            Assert.That(decreases, Is.Empty, "a committed offset moved backwards");
+            Assert.That(sampler.Decreases, Is.Empty, "a committed offset moved backwards");
             Assert.That(handled.Keys.Order(), Is.EqualTo(Enumerable.Range(0, (int)produced).Select(i => (long)i)), "every produced message handled at least once");
             Assert.That(members.Select(m => m.Fault), Is.All.Null, "no member faulted");
             Assert.That(members.Select(m => m.State), Is.All.EqualTo(KafkaConsumerState.Stopped));
             Assert.That(logs.Count(2013) + logs.Count(2018), Is.Zero, "no callback failure, no fault");
             Assert.That(logs.Count(2004) + logs.Count(2023), Is.EqualTo(commitFailures), "every refused commit is logged (2004, or 2023 for a retried final commit) and counted");
             Assert.That(final, Is.EqualTo(ends), "the last member's stop committed everything");
-            Assert.That(samples, Is.GreaterThanOrEqualTo((int)ChurnDuration.TotalSeconds / 2), "committed offsets were sampled throughout");
+            Assert.That(sampler.Samples, Is.GreaterThanOrEqualTo((int)ChurnDuration.TotalSeconds / 2), "committed offsets were sampled throughout");
             Assert.That(cycles, Is.GreaterThanOrEqualTo(2));
         });
     }

@@ -35,12 +35,17 @@ internal static class ReliabilityKit
     }
 
     /// <summary>Waits until the group's committed offsets equal the topic's end offsets; returns both.</summary>
+    public static Task<(Dictionary<int, long> Committed, Dictionary<int, long> Ends)> WaitForCommittedAtEndAsync(
+        EmbeddedKafkaCluster cluster, string group, string topic, int partitions, TimeSpan timeout) =>
+        WaitForCommittedAtEndAsync(cluster.BootstrapServers, group, topic, partitions, timeout);
+
+    /// <summary>Waits until the group's committed offsets equal the topic's end offsets; returns both.</summary>
     public static async Task<(Dictionary<int, long> Committed, Dictionary<int, long> Ends)> WaitForCommittedAtEndAsync(
-        EmbeddedKafkaCluster cluster, string group, string topic, int partitions, TimeSpan timeout)
+        string bootstrapServers, string group, string topic, int partitions, TimeSpan timeout)
     {
-        var ends = KafkaProbe.EndOffsets(cluster.BootstrapServers, topic, partitions);
+        var ends = KafkaProbe.EndOffsets(bootstrapServers, topic, partitions);
         var committed = await ConsumerTestKit.WaitForCommittedAsync(
-            cluster, group, topic, partitions, c => ends.All(e => c[e.Key] == e.Value), timeout, $"committed offsets reach the end offsets {ConsumerTestKit.Format(ends)}");
+            bootstrapServers, group, topic, partitions, c => ends.All(e => c[e.Key] == e.Value), timeout, $"committed offsets reach the end offsets {ConsumerTestKit.Format(ends)}");
         return (committed, ends);
     }
 
@@ -102,9 +107,14 @@ internal sealed class NumberedStream : IAsyncDisposable
     private long _failed;
 
     public NumberedStream(EmbeddedKafkaCluster cluster, string topic, int partitions, Func<long, string>? value = null, int messagesPerTick = 2, TimeSpan? tick = null)
+        : this(cluster.BootstrapServers, topic, partitions, value, messagesPerTick, tick)
+    {
+    }
+
+    public NumberedStream(string bootstrapServers, string topic, int partitions, Func<long, string>? value = null, int messagesPerTick = 2, TimeSpan? tick = null)
     {
         _partitions = partitions;
-        _producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = cluster.BootstrapServers, LingerMs = 5 })
+        _producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = bootstrapServers, LingerMs = 5 })
             .SetLogHandler(static (_, _) => { })
             .Build();
         _run = RunAsync(topic, value ?? (n => n.ToString(CultureInfo.InvariantCulture)), messagesPerTick, tick ?? TimeSpan.FromMilliseconds(10));
