@@ -73,6 +73,49 @@ internal static partial class Librdkafka
         }
     }
 
+    /// <summary>
+    /// Reads the fatal error raised in a client (rd_kafka_fatal_error), if any. librdkafka sets it at once, while the
+    /// error event reaches the error handler only when a poll serves it; Confluent.Kafka's produce call reports a
+    /// refusal for that reason with the fatal error's code but without <see cref="Error.IsFatal"/>.
+    /// </summary>
+    /// <param name="handle">The client's handle.</param>
+    /// <returns>The fatal error (<see cref="Error.IsFatal"/> set), or <see langword="null"/> when none was raised or the handle could not be reached.</returns>
+    internal static Error? FatalError(Handle handle)
+    {
+        var safeHandle = NativeHandleOf(handle);
+        if (safeHandle is null)
+        {
+            return null;
+        }
+
+        BindImports(typeof(Librdkafka).Assembly);
+        var added = false;
+        try
+        {
+            safeHandle.DangerousAddRef(ref added);
+            var reason = new byte[512];
+            var code = rd_kafka_fatal_error(safeHandle.DangerousGetHandle(), reason, (UIntPtr)reason.Length);
+            if (code == 0)
+            {
+                return null;
+            }
+
+            var length = Array.IndexOf(reason, (byte)0);
+            return new Error((ErrorCode)code, System.Text.Encoding.UTF8.GetString(reason, 0, length < 0 ? reason.Length : length), isFatal: true);
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
+        finally
+        {
+            if (added)
+            {
+                safeHandle.DangerousRelease();
+            }
+        }
+    }
+
     // Confluent.Kafka keeps the rd_kafka_t in an internal SafeHandle; no public purge exists (librdkafka has one).
     private static SafeHandle? NativeHandleOf(Handle handle) =>
         typeof(Handle).GetProperty("LibrdkafkaHandle", BindingFlags.Instance | BindingFlags.NonPublic)?.GetValue(handle) as SafeHandle;
@@ -133,6 +176,9 @@ internal static partial class Librdkafka
 
     [LibraryImport(LibraryName)]
     private static partial int rd_kafka_purge(IntPtr rk, int flags);
+
+    [LibraryImport(LibraryName)]
+    private static partial int rd_kafka_fatal_error(IntPtr rk, byte[] errstr, UIntPtr errstrSize);
 
     [LibraryImport(LibraryName)]
     private static partial IntPtr rd_kafka_conf_new();
