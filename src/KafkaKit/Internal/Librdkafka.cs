@@ -49,29 +49,8 @@ internal static partial class Librdkafka
     /// </summary>
     /// <param name="handle">The producer's handle.</param>
     /// <returns><see langword="true"/> when the purge ran; <see langword="false"/> when the native handle could not be reached.</returns>
-    internal static bool TryPurge(Handle handle)
-    {
-        var safeHandle = NativeHandleOf(handle);
-        if (safeHandle is null)
-        {
-            return false;
-        }
-
-        BindImports(typeof(Librdkafka).Assembly);
-        var added = false;
-        try
-        {
-            safeHandle.DangerousAddRef(ref added);
-            return rd_kafka_purge(safeHandle.DangerousGetHandle(), PurgeQueue | PurgeInFlight | PurgeNonBlocking) == 0;
-        }
-        finally
-        {
-            if (added)
-            {
-                safeHandle.DangerousRelease();
-            }
-        }
-    }
+    internal static bool TryPurge(Handle handle) =>
+        WithClient(handle, static rk => rd_kafka_purge(rk, PurgeQueue | PurgeInFlight | PurgeNonBlocking) == 0, unreachable: false);
 
     /// <summary>
     /// Reads the fatal error raised in a client (rd_kafka_fatal_error), if any. librdkafka sets it at once, while the
@@ -80,21 +59,12 @@ internal static partial class Librdkafka
     /// </summary>
     /// <param name="handle">The client's handle.</param>
     /// <returns>The fatal error (<see cref="Error.IsFatal"/> set), or <see langword="null"/> when none was raised or the handle could not be reached.</returns>
-    internal static Error? FatalError(Handle handle)
-    {
-        var safeHandle = NativeHandleOf(handle);
-        if (safeHandle is null)
+    internal static Error? FatalError(Handle handle) => WithClient(
+        handle,
+        static rk =>
         {
-            return null;
-        }
-
-        BindImports(typeof(Librdkafka).Assembly);
-        var added = false;
-        try
-        {
-            safeHandle.DangerousAddRef(ref added);
             var reason = new byte[512];
-            var code = rd_kafka_fatal_error(safeHandle.DangerousGetHandle(), reason, (UIntPtr)reason.Length);
+            var code = rd_kafka_fatal_error(rk, reason, (UIntPtr)reason.Length);
             if (code == 0)
             {
                 return null;
@@ -102,10 +72,29 @@ internal static partial class Librdkafka
 
             var length = Array.IndexOf(reason, (byte)0);
             return new Error((ErrorCode)code, System.Text.Encoding.UTF8.GetString(reason, 0, length < 0 ? reason.Length : length), isFatal: true);
-        }
-        catch (ObjectDisposedException)
+        },
+        unreachable: null);
+
+    /// <summary>Calls librdkafka with a client's rd_kafka_t, which is kept alive for the call.</summary>
+    /// <returns>What <paramref name="call"/> returned, or <paramref name="unreachable"/> when the native handle could not be reached or was released.</returns>
+    private static T WithClient<T>(Handle handle, Func<IntPtr, T> call, T unreachable)
+    {
+        var safeHandle = NativeHandleOf(handle);
+        if (safeHandle is null)
         {
-            return null;
+            return unreachable;
+        }
+
+        BindImports(typeof(Librdkafka).Assembly);
+        var added = false;
+        try
+        {
+            safeHandle.DangerousAddRef(ref added);
+            return call(safeHandle.DangerousGetHandle());
+        }
+        catch (ObjectDisposedException) when (!added)
+        {
+            return unreachable;
         }
         finally
         {

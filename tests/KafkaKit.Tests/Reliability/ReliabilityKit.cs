@@ -28,9 +28,13 @@ internal static class ReliabilityKit
             $"RELIABILITY | {scenario} | {produced} | {handled} | {duplicates} | {deadLettered} | {lost} | {elapsed.TotalSeconds:F1}"));
 
     /// <summary>Consumer options on the embedded cluster with fast group settings and quick periodic commits.</summary>
-    public static KafkaConsumerOptions ConsumerOptions(EmbeddedKafkaCluster cluster, string group, string topic)
+    public static KafkaConsumerOptions ConsumerOptions(EmbeddedKafkaCluster cluster, string group, string topic) =>
+        ConsumerOptions(cluster.BootstrapServers, group, topic);
+
+    /// <summary>As <see cref="ConsumerOptions(EmbeddedKafkaCluster, string, string)"/>, for a cluster known by its bootstrap servers.</summary>
+    public static KafkaConsumerOptions ConsumerOptions(string bootstrapServers, string group, string topic)
     {
-        var options = ConsumerTestKit.Options(cluster, group, topic);
+        var options = ConsumerTestKit.Options(bootstrapServers, group, topic);
         options.CommitInterval = TimeSpan.FromMilliseconds(500);
         options.Config["reconnect.backoff.max.ms"] = "1000"; // reconnect within a second of a broker coming back
         return options;
@@ -240,6 +244,73 @@ internal sealed class EnqueueStream : IAsyncDisposable
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
             // stopped
+        }
+    }
+}
+
+/// <summary>
+/// Reads a group's committed offsets in the background (every second) and records every offset that moved backwards.
+/// </summary>
+internal sealed class CommittedOffsetSampler : IAsyncDisposable
+{
+    private static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
+
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentQueue<string> _decreases = new();
+    private readonly Task _run;
+    private int _samples;
+
+    public CommittedOffsetSampler(EmbeddedKafkaCluster cluster, string group, string topic, int partitions)
+    {
+        _run = Task.Run(() => RunAsync(cluster.BootstrapServers, group, topic, partitions));
+    }
+
+    /// <summary>Gets how many times the committed offsets were read.</summary>
+    public int Samples => Volatile.Read(ref _samples);
+
+    /// <summary>Gets the offsets seen moving backwards, as <c>p{partition}: {before} -> {after} at sample {n}</c>.</summary>
+    public IReadOnlyCollection<string> Decreases => _decreases;
+
+    public async Task StopAsync()
+    {
+        if (!_stop.IsCancellationRequested)
+        {
+            await _stop.CancelAsync();
+        }
+
+        await _run;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _stop.Dispose();
+    }
+
+    private async Task RunAsync(string bootstrapServers, string group, string topic, int partitions)
+    {
+        var highest = new Dictionary<int, long>();
+        using var timer = new PeriodicTimer(Interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token))
+            {
+                var committed = KafkaProbe.Committed(bootstrapServers, group, topic, partitions);
+                var sample = Interlocked.Increment(ref _samples);
+                foreach (var (partition, offset) in committed)
+                {
+                    if (highest.TryGetValue(partition, out var before) && offset < before)
+                    {
+                        _decreases.Enqueue($"p{partition}: {before} -> {offset} at sample {sample}");
+                    }
+
+                    highest[partition] = Math.Max(offset, highest.GetValueOrDefault(partition, long.MinValue));
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+            // done
         }
     }
 }
