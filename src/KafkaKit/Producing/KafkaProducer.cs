@@ -333,6 +333,16 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             _gate.Release(size);
             return false;
         }
+        catch (ProduceException<TKey, TValue>) when (Librdkafka.FatalError(_producer.Handle) is { } fatal)
+        {
+            // librdkafka refuses every message from the moment a fatal error is raised (Confluent.Kafka reports it with
+            // the fatal error's code, not as fatal), while the error event that reaches OnError waits behind the
+            // delivery reports queued before it (a second or more under load): fault here, so every caller gets the
+            // one documented exception and the state turns Faulted at once.
+            _gate.Release(size);
+            Fault(fatal);
+            throw new ProducerFaultedException(Volatile.Read(ref _fatalError)!);
+        }
         catch (ProduceException<TKey, TValue> e) when (e.Error.Code == ErrorCode.MsgSizeTooLarge)
         {
             // librdkafka's reason ("Broker: Message size too large") names neither the limit nor that it was checked
@@ -563,16 +573,21 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     {
         if (error.IsFatal)
         {
-            if (Interlocked.CompareExchange(ref _fatalError, error, null) is null)
-            {
-                ProducerLog.Faulted(_logger, Name, error.Reason, error.Code);
-                _gate.WakeAll(); // enqueues waiting for room fail fast instead of waiting out MaxBlock
-            }
-
+            Fault(error);
             return;
         }
 
         ProducerLog.ClientError(_logger, Name, error.Reason, error.Code);
+    }
+
+    /// <summary>Puts the producer in the faulted state once (the first fatal error wins; one critical log line).</summary>
+    private void Fault(Error error)
+    {
+        if (Interlocked.CompareExchange(ref _fatalError, error, null) is null)
+        {
+            ProducerLog.Faulted(_logger, Name, error.Reason, error.Code);
+            _gate.Close(); // enqueues waiting for room fail fast instead of waiting out MaxBlock
+        }
     }
 
     /// <summary>Wraps a user delivery callback: accounting first, then the callback, whose exceptions stop nothing.</summary>

@@ -12,9 +12,13 @@ namespace KafkaKit.Tests.Consuming;
 internal static class ConsumerTestKit
 {
     /// <summary>Consumer options for the embedded cluster: fast group settings (KafkaProbe.FastGroup), the given topics.</summary>
-    public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, params string[] topics)
+    public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, params string[] topics) =>
+        Options(cluster.BootstrapServers, group, topics);
+
+    /// <summary>Consumer options for an embedded cluster known by its bootstrap servers (for example from another process).</summary>
+    public static KafkaConsumerOptions Options(string bootstrapServers, string group, params string[] topics)
     {
-        var options = new KafkaConsumerOptions { BootstrapServers = cluster.BootstrapServers, GroupId = group };
+        var options = new KafkaConsumerOptions { BootstrapServers = bootstrapServers, GroupId = group };
         foreach (var topic in topics)
         {
             options.Topics.Add(topic);

@@ -235,12 +235,17 @@ internal sealed class CounterCapture : IDisposable
     }
 }
 
-/// <summary>librdkafka's <c>rd_kafka_test_fatal_error</c>, called on a producer's own librdkafka instance.</summary>
+/// <summary>
+/// librdkafka's <c>rd_kafka_test_fatal_error</c>, called on a producer's own librdkafka instance: the embedded cluster
+/// cannot make an idempotent producer fail fatally, so this raises a real fatal error (as a fenced or out-of-sequence
+/// idempotent producer would get) inside the producer's client.
+/// </summary>
 internal static class FatalErrorHook
 {
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     private delegate int TestFatalError(IntPtr rk, int err, [MarshalAs(UnmanagedType.LPUTF8Str)] string reason);
 
+    /// <returns><see cref="ErrorCode.NoError"/> when raised; <see cref="ErrorCode.Local_PrevInProgress"/> when a fatal error was raised before.</returns>
     public static ErrorCode Raise<TKey, TValue>(IKafkaProducer<TKey, TValue> producer, ErrorCode code, string reason)
     {
         // Confluent.Kafka keeps the rd_kafka_t in an internal SafeHandle (as Internal/Librdkafka does for purge).
