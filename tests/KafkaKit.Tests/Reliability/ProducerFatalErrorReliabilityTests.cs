@@ -159,7 +159,11 @@ public sealed class ProducerFatalErrorReliabilityTests
         await Wait.ForAsync(() => outcomes.Delivered >= DeliveredBeforeFault, TimeSpan.FromSeconds(30), $"the producer delivers under load ({outcomes})");
         if (timing == FaultTiming.QueueFull)
         {
-            await Wait.ForAsync(() => kafkaProducer.WaitingForRoom >= Writers / 2, TimeSpan.FromSeconds(10), "enqueues wait for room in the full queue");
+            // Both at once: a round trip's answer can empty the queue before the woken writers refill it.
+            await Wait.ForAsync(
+                () => kafkaProducer.WaitingForRoom >= Writers / 2 && producer.QueuedMessages >= QueueLimit / 2,
+                TimeSpan.FromSeconds(10),
+                "enqueues wait for room in the full queue");
             Raise();
         }
         else
