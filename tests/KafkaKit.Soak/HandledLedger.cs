@@ -12,6 +12,7 @@ internal sealed class HandledLedger
     private long[]?[] _chunks = new long[]?[16];
     private long _calls;
     private long _distinct;
+    private long _allocatedBytes;
 
     /// <summary>Gets the number of completed handler calls.</summary>
     public long Calls => Interlocked.Read(ref _calls);
@@ -21,6 +22,9 @@ internal sealed class HandledLedger
 
     /// <summary>Gets the handler calls beyond the first of each sequence number (re-deliveries and records written twice).</summary>
     public long Duplicates => Calls - Distinct;
+
+    /// <summary>Gets the bytes of the bitset so far (it grows by 64 KiB per 524,288 sequence numbers), for subtracting from heap samples.</summary>
+    public long AllocatedBytes => Interlocked.Read(ref _allocatedBytes);
 
     /// <summary>Records one completed handler call for <paramref name="seq"/>.</summary>
     /// <param name="seq">The message's sequence number, 0 or more.</param>
@@ -86,6 +90,7 @@ internal sealed class HandledLedger
             {
                 chunk = new long[(1 << ChunkShift) / 64];
                 Volatile.Write(ref chunks[index], chunk);
+                Interlocked.Add(ref _allocatedBytes, chunk.Length * sizeof(long));
             }
 
             return chunk;

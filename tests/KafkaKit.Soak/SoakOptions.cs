@@ -141,11 +141,11 @@ public sealed class SoakOptions
 /// </summary>
 public sealed class SoakBounds
 {
-    /// <summary>Gets or sets the managed heap growth bound (after a full collection), in bytes. Default: 20 MB.</summary>
-    public long ManagedHeapBytes { get; set; } = 20_000_000;
+    /// <summary>Gets or sets the managed heap growth bound (after a full collection, less the run's ledgers), in bytes. Default: 5 MB.</summary>
+    public long ManagedHeapBytes { get; set; } = 5_000_000;
 
-    /// <summary>Gets or sets the working set growth bound, in bytes. Default: 100 MB.</summary>
-    public long WorkingSetBytes { get; set; } = 100_000_000;
+    /// <summary>Gets or sets the working set growth bound, in bytes. Default: 50 MB.</summary>
+    public long WorkingSetBytes { get; set; } = 50_000_000;
 
     /// <summary>Gets or sets the handle (open file descriptor on Linux) growth bound. Default: 50.</summary>
     public int Handles { get; set; } = 50;

@@ -77,7 +77,7 @@ public sealed record SoakGroupResult(
 /// <summary>One sample of the process.</summary>
 /// <param name="At">Time since the run started.</param>
 /// <param name="Phase"><c>before</c> (no client yet), <c>load</c>, <c>drained</c> or <c>after</c> (everything disposed).</param>
-/// <param name="ManagedBytes">The managed heap after a full blocking collection (its size less fragmentation).</param>
+/// <param name="ManagedBytes">The managed heap after a full blocking collection (its size less fragmentation), less the groups' ledgers (one bit per message, by design).</param>
 /// <param name="WorkingSetBytes">The process's resident memory.</param>
 /// <param name="PrivateBytes">The process's private memory (on Linux the data segment, VmData).</param>
 /// <param name="Handles">Open handles (on Linux open file descriptors, the entries of /proc/self/fd).</param>

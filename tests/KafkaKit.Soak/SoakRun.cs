@@ -232,12 +232,12 @@ public static class SoakRun
     private static SoakSample Sample(string phase, TimeSpan at, SoakLoad? load, SoakGroup[] groups)
     {
         // The managed heap as the full blocking collection just forced left it (GC.GetTotalMemory is an estimate that other
-        // threads' allocations can skew, even below zero).
+        // threads' allocations can skew, even below zero), less the run's own ledgers, which grow with the messages by design.
         GC.Collect();
         GC.WaitForPendingFinalizers();
         GC.Collect();
         var collected = GC.GetGCMemoryInfo(GCKind.FullBlocking);
-        var managed = collected.HeapSizeBytes - collected.FragmentedBytes;
+        var managed = collected.HeapSizeBytes - collected.FragmentedBytes - groups.Sum(g => g.Ledger.AllocatedBytes);
         using var process = Process.GetCurrentProcess();
         return new SoakSample(
             at,
