@@ -27,6 +27,16 @@ internal sealed class ClusterProcess : IAsyncDisposable
 
     public string BootstrapServers { get; }
 
+    /// <summary>Gets the processor time the cluster's process used so far.</summary>
+    public TimeSpan ProcessorTime
+    {
+        get
+        {
+            _process.Refresh();
+            return _process.TotalProcessorTime;
+        }
+    }
+
     /// <summary>Starts the child and waits until its cluster is up with <paramref name="topic"/> created.</summary>
     /// <param name="topic">The topic to create.</param>
     /// <param name="partitions">Its partitions.</param>

@@ -35,7 +35,9 @@ internal sealed class SoakLoad : IAsyncDisposable
         _padding = new string('x', Math.Max(0, options.ValueBytes - 12));
         _onDelivery = OnDelivery;
         var producerOptions = new KafkaProducerOptions { BootstrapServers = bootstrapServers };
-        producerOptions.Config["linger.ms"] = "5";
+        // Batches of several messages: the embedded cluster answers a Fetch with one batch per partition, so at 1000 msg/s a
+        // few-millisecond linger (batches of one message) would make every consumer's catch-up crawl after a rebalance.
+        producerOptions.Config["linger.ms"] = "50";
         producerOptions.Config["queue.buffering.max.messages"] = options.QueueLimit.ToString(CultureInfo.InvariantCulture);
         _producer = new KafkaProducerBuilder<string, string>("soak-producer", producerOptions).SetLoggerFactory(log).Build();
     }

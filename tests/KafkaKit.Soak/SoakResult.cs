@@ -36,6 +36,15 @@ public sealed record SoakResult
 
     public required long MaxQueued { get; init; }
 
+    /// <summary>Gets the largest number of produced messages a group had not handled yet, at a sample during the load.</summary>
+    public required long MaxBacklog { get; init; }
+
+    /// <summary>Gets the processor time of the soak's process (producer, consumers, sampling).</summary>
+    public TimeSpan ProcessorTime { get; init; }
+
+    /// <summary>Gets the processor time of the embedded cluster's process, or <see langword="null"/> on a real cluster.</summary>
+    public TimeSpan? ClusterProcessorTime { get; init; }
+
     public required IReadOnlyList<SoakGroupResult> Groups { get; init; }
 
     /// <summary>Gets the samples: one before any client, one per interval during the load, one after the drain, one after teardown.</summary>

@@ -102,7 +102,12 @@ public static class SoakRun
             committed[group.Name] = KafkaProbe.Committed(servers, group.GroupId, topic, options.Partitions);
         }
 
-        var result = Evaluate(options, clock.Elapsed, load, groups, samples, before, after, ends, committed);
+        using var self = Process.GetCurrentProcess();
+        var result = Evaluate(options, clock.Elapsed, load, groups, samples, before, after, ends, committed) with
+        {
+            ProcessorTime = self.TotalProcessorTime,
+            ClusterProcessorTime = cluster?.ProcessorTime,
+        };
         Report(result, output);
         return result;
     }
@@ -197,6 +202,7 @@ public static class SoakRun
             Bursts = load.Bursts,
             BackpressureWaits = load.BackpressureWaits,
             MaxQueued = load.MaxQueued,
+            MaxBacklog = samples.Where(s => s.Phase == "load").Select(s => s.Produced - s.Handled.Min()).DefaultIfEmpty().Max(),
             Groups = groupResults,
             Samples = samples,
             Growth = growth,
@@ -276,7 +282,8 @@ public static class SoakRun
         output.WriteLine(string.Create(
             CultureInfo.InvariantCulture,
             $"Produced {result.Produced:N0} ({result.Delivered:N0} delivered, {result.FailedDeliveries} failed, {result.Records - result.Delivered:N0} records written twice by the cluster), " +
-            $"{result.Bursts} bursts, {result.BackpressureWaits:N0} backpressure waits; run took {result.Elapsed.TotalSeconds:F0} s."));
+            $"{result.Bursts} bursts, {result.BackpressureWaits:N0} backpressure waits, largest backlog {result.MaxBacklog:N0} messages; run took {result.Elapsed.TotalSeconds:F0} s, " +
+            $"processor time {result.ProcessorTime.TotalSeconds:F0} s{(result.ClusterProcessorTime is { } c ? $" (+ {c.TotalSeconds:F0} s in the cluster's process)" : "")}."));
         foreach (var g in result.Groups)
         {
             output.WriteLine(string.Create(
