@@ -10,20 +10,26 @@ namespace KafkaKit.Benchmarks;
 /// <summary>
 /// Backpressure under a saturated local queue: KafkaKit <c>EnqueueAsync</c> of <see cref="Messages"/> messages per
 /// invocation with <c>queue.buffering.max.messages=10000</c> (a full queue makes the enqueue wait until it drained to
-/// the 90 % low-water mark) against the same producer with librdkafka's default 100,000 (never full at this batch size).
+/// the 90 % low-water mark) against the same producer with librdkafka's default 100,000 (never full at this batch size),
+/// and against raw Confluent.Kafka with the same 10,000 limit and the loop an application writes by hand (catch
+/// <c>Local_QueueFull</c>, flush for 1 ms, try again).
 /// </summary>
 /// <remarks>
 /// <para>
 /// The contract under test: a full queue is met by an asynchronous wait, with no exception in the steady state. Any
 /// exception reaching the caller fails the invocation; the Exceptions column counts first-chance exceptions too, so a
-/// <c>Local_QueueFull</c> caught inside KafkaKit (its backstop) shows up there. The global cleanup prints how many
-/// enqueues waited (KafkaKit's <c>kafkakit.producer.backpressure.wait</c> instrument).
+/// <c>Local_QueueFull</c> caught inside KafkaKit (its backstop) shows up there, and the raw loop's own catches show up
+/// in its row. The global cleanup prints how many enqueues waited (KafkaKit's <c>kafkakit.producer.backpressure.wait</c>
+/// instrument) or how many raw produces met <c>Local_QueueFull</c>.
 /// </para>
 /// <para>
-/// The embedded broker answers in microseconds, so deliveries kept pace with enqueues and a 10,000 queue filled only a
-/// few times per 100,000 messages. Both variants therefore run with a broker round-trip time of
-/// <see cref="RoundTripMs"/> ms (a nearby real broker), which bounds the in-flight throughput and keeps the constrained
-/// queue full for much of each invocation.
+/// The broker round-trip time (<see cref="RoundTripMs"/>) decides what a queue limit costs. By Little's law a queue of
+/// N messages whose messages each stay R seconds (linger, the wait for one of the 5 in-flight requests, the round trip,
+/// the delivery report) carries at most N / R messages per second, whatever the client. At 2 ms the 10,000 limit is
+/// well above that bandwidth-delay product: the queue still fills again and again (the producer outruns the broker in
+/// bursts), and the limited run should keep up with the unlimited one. At 10 ms the limit is about the product
+/// itself (~1 M msg/s x 10 ms): there the limit, not the client, bounds throughput, and the raw loop with the same
+/// limit is the baseline that shows what the backpressure machinery costs.
 /// </para>
 /// </remarks>
 [MemoryDiagnoser]
@@ -35,20 +41,36 @@ public class SaturatedQueueBenchmarks
     /// <summary>The constrained queue size (librdkafka <c>queue.buffering.max.messages</c>).</summary>
     public const int QueueLimit = 10_000;
 
-    /// <summary>The broker round-trip time both variants run with, ms.</summary>
-    public const int RoundTripMs = 10;
-
     private const string Topic = "bench-saturated";
     private const int Partitions = 6;
 
     private readonly Message<Null, byte[]> _message = new() { Value = BenchmarkEnvironment.NewValue() };
+    private readonly Action<DeliveryReport<Null, byte[]>> _countingHandler;
     private EmbeddedKafkaCluster? _cluster;
     private IKafkaProducer<Null, byte[]>? _producer;
+    private IProducer<Null, byte[]>? _raw;
     private MeterListener? _waits;
     private long _failed;
     private long _waitCount;
     private double _waitSeconds;
+    private long _queueFull;
     private int _invocations;
+
+    /// <summary>Initializes a new instance of the <see cref="SaturatedQueueBenchmarks"/> class.</summary>
+    public SaturatedQueueBenchmarks()
+    {
+        _countingHandler = report =>
+        {
+            if (report.Error.IsError)
+            {
+                Interlocked.Increment(ref _failed);
+            }
+        };
+    }
+
+    /// <summary>Gets or sets the broker round-trip time every variant runs with, ms.</summary>
+    [Params(2, 10)]
+    public int RoundTripMs { get; set; }
 
     /// <summary>Starts the cluster and an unconstrained KafkaKit producer and warms it up.</summary>
     /// <returns>A task that completes when ready.</returns>
@@ -66,11 +88,17 @@ public class SaturatedQueueBenchmarks
     public Task SetupConstrainedAsync()
     {
         _cluster = StartCluster();
-        _producer = BenchmarkEnvironment.KafkaKitProducer(
-            _cluster,
-            _ => Interlocked.Increment(ref _failed),
-            new KeyValuePair<string, string>("queue.buffering.max.messages", QueueLimit.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        _producer = BenchmarkEnvironment.KafkaKitProducer(_cluster, _ => Interlocked.Increment(ref _failed), Limit());
         return KafkaKitQueueLimit10K();
+    }
+
+    /// <summary>Starts the cluster and a raw producer limited to 10,000 queued messages and warms it up.</summary>
+    [GlobalSetup(Target = nameof(ConfluentQueueLimit10KRetryLoop))]
+    public void SetupConfluent()
+    {
+        _cluster = StartCluster();
+        _raw = BenchmarkEnvironment.RawProducer(_cluster, Limit());
+        ConfluentQueueLimit10KRetryLoop();
     }
 
     /// <summary>KafkaKit <c>EnqueueAsync</c> with the default queue (100,000 messages): never waits.</summary>
@@ -83,17 +111,45 @@ public class SaturatedQueueBenchmarks
     [Benchmark(OperationsPerInvoke = Messages)]
     public Task KafkaKitQueueLimit10K() => EnqueueAndFlushAsync();
 
+    /// <summary>
+    /// Raw Confluent.Kafka with a 10,000-message queue and the hand-written loop: <c>Produce</c>; on
+    /// <c>Local_QueueFull</c> <c>Flush(1 ms)</c> (sends the queued batches and serves delivery reports) and try again.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Messages)]
+    public void ConfluentQueueLimit10KRetryLoop()
+    {
+        _invocations++;
+        var producer = _raw!;
+        for (var i = 0; i < Messages; i++)
+        {
+            while (true)
+            {
+                try
+                {
+                    producer.Produce(Topic, _message, _countingHandler);
+                    break;
+                }
+                catch (ProduceException<Null, byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
+                {
+                    _queueFull++;
+                    producer.Flush(TimeSpan.FromMilliseconds(1));
+                }
+            }
+        }
+
+        ThrowIfFailed(producer.Flush(BenchmarkEnvironment.InvocationTimeout));
+    }
+
     /// <summary>Disposes the producer and the cluster.</summary>
     /// <returns>A task that completes when released.</returns>
     [GlobalCleanup]
     public async Task CleanupAsync()
     {
-        if (_waits is not null)
-        {
-            _waits.Dispose();
-            Console.WriteLine(
-                $"// Backpressure: {Interlocked.Read(ref _waitCount)} enqueues waited for room, {_waitSeconds:F3} s in total, over {_invocations} invocations of {Messages} messages.");
-        }
+        _waits?.Dispose();
+        Console.WriteLine(_raw is null
+            ? $"// Backpressure ({RoundTripMs} ms): {Interlocked.Read(ref _waitCount)} enqueues waited for room, {_waitSeconds:F3} s in total, over {_invocations} invocations of {Messages} messages."
+            : $"// Backpressure ({RoundTripMs} ms): {_queueFull} raw produces met Local_QueueFull over {_invocations} invocations of {Messages} messages.");
+        _raw?.Dispose();
 
         if (_producer is not null)
         {
@@ -105,6 +161,9 @@ public class SaturatedQueueBenchmarks
             await _cluster.DisposeAsync().ConfigureAwait(false);
         }
     }
+
+    private static KeyValuePair<string, string> Limit() =>
+        new("queue.buffering.max.messages", QueueLimit.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     private EmbeddedKafkaCluster StartCluster()
     {
@@ -143,7 +202,11 @@ public class SaturatedQueueBenchmarks
             await producer.EnqueueAsync(Topic, _message, cancellationToken: timeout.Token).ConfigureAwait(false);
         }
 
-        var left = await producer.FlushAsync(timeout.Token).ConfigureAwait(false);
+        ThrowIfFailed(await producer.FlushAsync(timeout.Token).ConfigureAwait(false));
+    }
+
+    private void ThrowIfFailed(int left)
+    {
         var failed = Interlocked.Read(ref _failed);
         if (left > 0 || failed > 0)
         {

@@ -2,6 +2,7 @@ using Confluent.Kafka;
 using KafkaKit.Consuming;
 using KafkaKit.Producing;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Polly.CircuitBreaker;
 
 namespace KafkaKit.Hosting;
 
@@ -26,9 +27,20 @@ internal abstract class KafkaClientHealth
 
         public override Handle? Handle => producer.FatalError is null ? TryHandle(() => producer.Inner.Handle) : null;
 
-        public override (HealthStatus, string) Evaluate() => producer.FatalError is { } fatal
-            ? (HealthStatus.Unhealthy, $"faulted by a fatal error: {fatal.Reason} ({fatal.Code})")
-            : (HealthStatus.Healthy, $"{producer.QueuedMessages} messages awaiting delivery reports");
+        public override (HealthStatus, string) Evaluate()
+        {
+            if (producer.FatalError is { } fatal)
+            {
+                return (HealthStatus.Unhealthy, $"faulted by a fatal error: {fatal.Reason} ({fatal.Code})");
+            }
+
+            if (producer is KafkaProducer<TKey, TValue> { Circuit: CircuitState.Open or CircuitState.HalfOpen or CircuitState.Isolated } p)
+            {
+                return (HealthStatus.Degraded, $"circuit {p.Circuit.ToString()!.ToLowerInvariant()}: most recent produces failed with retriable errors, ProduceAsync fails fast (BrokenCircuitException) until a trial produce succeeds; {producer.QueuedMessages} messages awaiting delivery reports");
+            }
+
+            return (HealthStatus.Healthy, $"{producer.QueuedMessages} messages awaiting delivery reports");
+        }
     }
 
     private sealed class ConsumerHealth<TKey, TValue>(KafkaConsumer<TKey, TValue> consumer) : KafkaClientHealth

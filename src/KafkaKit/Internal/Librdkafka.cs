@@ -49,12 +49,40 @@ internal static partial class Librdkafka
     /// </summary>
     /// <param name="handle">The producer's handle.</param>
     /// <returns><see langword="true"/> when the purge ran; <see langword="false"/> when the native handle could not be reached.</returns>
-    internal static bool TryPurge(Handle handle)
+    internal static bool TryPurge(Handle handle) =>
+        WithClient(handle, static rk => rd_kafka_purge(rk, PurgeQueue | PurgeInFlight | PurgeNonBlocking) == 0, unreachable: false);
+
+    /// <summary>
+    /// Reads the fatal error raised in a client (rd_kafka_fatal_error), if any. librdkafka sets it at once, while the
+    /// error event reaches the error handler only when a poll serves it; Confluent.Kafka's produce call reports a
+    /// refusal for that reason with the fatal error's code but without <see cref="Error.IsFatal"/>.
+    /// </summary>
+    /// <param name="handle">The client's handle.</param>
+    /// <returns>The fatal error (<see cref="Error.IsFatal"/> set), or <see langword="null"/> when none was raised or the handle could not be reached.</returns>
+    internal static Error? FatalError(Handle handle) => WithClient(
+        handle,
+        static rk =>
+        {
+            var reason = new byte[512];
+            var code = rd_kafka_fatal_error(rk, reason, (UIntPtr)reason.Length);
+            if (code == 0)
+            {
+                return null;
+            }
+
+            var length = Array.IndexOf(reason, (byte)0);
+            return new Error((ErrorCode)code, System.Text.Encoding.UTF8.GetString(reason, 0, length < 0 ? reason.Length : length), isFatal: true);
+        },
+        unreachable: null);
+
+    /// <summary>Calls librdkafka with a client's rd_kafka_t, which is kept alive for the call.</summary>
+    /// <returns>What <paramref name="call"/> returned, or <paramref name="unreachable"/> when the native handle could not be reached or was released.</returns>
+    private static T WithClient<T>(Handle handle, Func<IntPtr, T> call, T unreachable)
     {
         var safeHandle = NativeHandleOf(handle);
         if (safeHandle is null)
         {
-            return false;
+            return unreachable;
         }
 
         BindImports(typeof(Librdkafka).Assembly);
@@ -62,7 +90,11 @@ internal static partial class Librdkafka
         try
         {
             safeHandle.DangerousAddRef(ref added);
-            return rd_kafka_purge(safeHandle.DangerousGetHandle(), PurgeQueue | PurgeInFlight | PurgeNonBlocking) == 0;
+            return call(safeHandle.DangerousGetHandle());
+        }
+        catch (ObjectDisposedException) when (!added)
+        {
+            return unreachable;
         }
         finally
         {
@@ -133,6 +165,9 @@ internal static partial class Librdkafka
 
     [LibraryImport(LibraryName)]
     private static partial int rd_kafka_purge(IntPtr rk, int flags);
+
+    [LibraryImport(LibraryName)]
+    private static partial int rd_kafka_fatal_error(IntPtr rk, byte[] errstr, UIntPtr errstrSize);
 
     [LibraryImport(LibraryName)]
     private static partial IntPtr rd_kafka_conf_new();

@@ -22,6 +22,7 @@ internal sealed class BackpressureGate
     private long _messages;
     private long _bytes;
     private int _waiters;
+    private volatile bool _closed;
     private int _wakeOnNextRelease;
     private TaskCompletionSource _signal = NewSignal();
 
@@ -109,6 +110,16 @@ internal sealed class BackpressureGate
     internal void WakeAll() => Interlocked.Exchange(ref _signal, NewSignal()).TrySetResult();
 
     /// <summary>
+    /// Ends every wait for good (the producer faulted): current waiters wake, and later waits return at once, also one
+    /// that checked the producer's state just before and registers only after this call.
+    /// </summary>
+    internal void Close()
+    {
+        _closed = true;
+        WakeAll();
+    }
+
+    /// <summary>
     /// Waits asynchronously until room may be available. The caller retries <see cref="TryAcquire"/> after it returns.
     /// </summary>
     /// <param name="wakeOnNextRelease">
@@ -132,9 +143,9 @@ internal sealed class BackpressureGate
                 Volatile.Write(ref _wakeOnNextRelease, 1);
             }
 
-            // Re-check after registering: a release between the caller's failed TryAcquire and the registration above
-            // saw no waiter and raised nothing.
-            if (Messages == 0 || (!wakeOnNextRelease && Messages <= _lowWaterMessages && Bytes <= _lowWaterBytes))
+            // Re-check after registering: a release (or Close) between the caller's failed TryAcquire and the
+            // registration above saw no waiter and raised nothing.
+            if (_closed || Messages == 0 || (!wakeOnNextRelease && Messages <= _lowWaterMessages && Bytes <= _lowWaterBytes))
             {
                 return;
             }

@@ -6,6 +6,7 @@ using KafkaKit.Diagnostics;
 using KafkaKit.Internal;
 using Microsoft.Extensions.Logging;
 using Polly;
+using Polly.CircuitBreaker;
 
 namespace KafkaKit.Producing;
 
@@ -26,6 +27,8 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly BackpressureGate _gate;
     private readonly IDisposable _queueGauge;
     private readonly ResiliencePipeline _pipeline;
+    private readonly bool _firstAttemptOutsidePipeline;
+    private readonly CircuitBreakerStateProvider? _circuit;
     private readonly ILogger _logger;
     private readonly TimeProvider _timeProvider;
     private readonly Action<DeliveryReport<TKey, TValue>>? _onDeliveryFailed;
@@ -49,6 +52,8 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         ISerializer<TKey> keySerializer,
         ISerializer<TValue> valueSerializer,
         ResiliencePipeline pipeline,
+        bool firstAttemptOutsidePipeline,
+        CircuitBreakerStateProvider? circuit,
         Action<DeliveryReport<TKey, TValue>>? onDeliveryFailed,
         ILogger logger,
         TimeProvider timeProvider)
@@ -56,6 +61,8 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         Name = name;
         _options = options;
         _pipeline = pipeline;
+        _firstAttemptOutsidePipeline = firstAttemptOutsidePipeline;
+        _circuit = circuit;
         _onDeliveryFailed = onDeliveryFailed;
         _logger = logger;
         _timeProvider = timeProvider;
@@ -117,6 +124,9 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     /// <summary>Gets the number of exceptions thrown by delivery callbacks so far.</summary>
     internal long CallbackErrors => Interlocked.Read(ref _callbackErrors);
 
+    /// <summary>Gets the state of the circuit breaker of <c>Retry.CircuitBreaker</c>, or null when there is none.</summary>
+    internal CircuitState? Circuit => _circuit?.CircuitState;
+
     /// <summary>Gets the number of enqueues waiting for room in a full queue.</summary>
     internal int WaitingForRoom => _pump.Waiting;
 
@@ -159,6 +169,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         return TryProduce(topic, message, handler, size);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
     {
         Check(topic, message);
@@ -167,12 +178,36 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             return await ProduceOnceAsync(topic, message, cancellationToken).ConfigureAwait(false);
         }
 
+        var started = _timeProvider.GetTimestamp();
+        ProduceException<TKey, TValue>? firstFailure = null;
+        if (_firstAttemptOutsidePipeline)
+        {
+            // KafkaKit's own retry-only pipeline has nothing to do with a success: the first attempt runs without it (no
+            // pipeline cost on the common path); a retriable failure is handed to the pipeline as its first attempt's
+            // outcome, so attempt counting, backoff and logging are the pipeline's as before.
+            try
+            {
+                return await ProduceOnceAsync(topic, message, cancellationToken).ConfigureAwait(false);
+            }
+            catch (ProduceException<TKey, TValue> e) when (ProduceErrors.IsRetriable(e.Error))
+            {
+                firstFailure = e;
+            }
+        }
+
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        RetryBudget.Start(context, started);
         try
         {
             var outcome = await _pipeline.ExecuteOutcomeAsync(
-                static async (ctx, state) =>
+                [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] static async ValueTask<Outcome<DeliveryResult<TKey, TValue>>> (
+                    ResilienceContext ctx, (KafkaProducer<TKey, TValue> Producer, string Topic, Message<TKey, TValue> Message, ProduceException<TKey, TValue>? FirstFailure) state) =>
                 {
+                    if (state.FirstFailure is { } failed && RetryBudget.TakeFirstAttempt(ctx))
+                    {
+                        return Outcome.FromException<DeliveryResult<TKey, TValue>>(failed);
+                    }
+
                     try
                     {
                         return Outcome.FromResult(await state.Producer.ProduceOnceAsync(state.Topic, state.Message, ctx.CancellationToken).ConfigureAwait(false));
@@ -183,7 +218,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
                     }
                 },
                 context,
-                (Producer: this, Topic: topic, Message: message)).ConfigureAwait(false);
+                (Producer: this, Topic: topic, Message: message, FirstFailure: firstFailure)).ConfigureAwait(false);
             outcome.ThrowIfException();
             return outcome.Result!;
         }
@@ -297,6 +332,16 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             // librdkafka's own accounting (bytes of non-primitive types, retries) says full: wait like any full queue.
             _gate.Release(size);
             return false;
+        }
+        catch (ProduceException<TKey, TValue>) when (Librdkafka.FatalError(_producer.Handle) is { } fatal)
+        {
+            // librdkafka refuses every message from the moment a fatal error is raised (Confluent.Kafka reports it with
+            // the fatal error's code, not as fatal), while the error event that reaches OnError waits behind the
+            // delivery reports queued before it (a second or more under load): fault here, so every caller gets the
+            // one documented exception and the state turns Faulted at once.
+            _gate.Release(size);
+            Fault(fatal);
+            throw new ProducerFaultedException(Volatile.Read(ref _fatalError)!);
         }
         catch (ProduceException<TKey, TValue> e) when (e.Error.Code == ErrorCode.MsgSizeTooLarge)
         {
@@ -528,16 +573,21 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     {
         if (error.IsFatal)
         {
-            if (Interlocked.CompareExchange(ref _fatalError, error, null) is null)
-            {
-                ProducerLog.Faulted(_logger, Name, error.Reason, error.Code);
-                _gate.WakeAll(); // enqueues waiting for room fail fast instead of waiting out MaxBlock
-            }
-
+            Fault(error);
             return;
         }
 
         ProducerLog.ClientError(_logger, Name, error.Reason, error.Code);
+    }
+
+    /// <summary>Puts the producer in the faulted state once (the first fatal error wins; one critical log line).</summary>
+    private void Fault(Error error)
+    {
+        if (Interlocked.CompareExchange(ref _fatalError, error, null) is null)
+        {
+            ProducerLog.Faulted(_logger, Name, error.Reason, error.Code);
+            _gate.Close(); // enqueues waiting for room fail fast instead of waiting out MaxBlock
+        }
     }
 
     /// <summary>Wraps a user delivery callback: accounting first, then the callback, whose exceptions stop nothing.</summary>

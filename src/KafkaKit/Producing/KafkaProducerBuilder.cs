@@ -131,13 +131,16 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
         }
 
         var logger = _loggerFactory.CreateLogger("KafkaKit.Producer");
+        var circuit = _pipeline is null && _options.Retry.CircuitBreaker ? new CircuitBreakerStateProvider() : null;
         return new KafkaProducer<TKey, TValue>(
             _name,
             new ProducerConfig(merged),
             _options,
             _keySerializer ?? KafkaSerializers.SerializerFor<TKey>(),
             _valueSerializer ?? KafkaSerializers.SerializerFor<TValue>(),
-            _pipeline ?? BuildPipeline(logger),
+            _pipeline ?? BuildPipeline(logger, circuit),
+            firstAttemptOutsidePipeline: _pipeline is null && _options.Retry.MaxRetryAttempts > 0 && !_options.Retry.CircuitBreaker,
+            circuit,
             _onDeliveryFailed,
             logger,
             _timeProvider);
@@ -149,7 +152,7 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
         return this;
     }
 
-    private ResiliencePipeline BuildPipeline(ILogger logger)
+    private ResiliencePipeline BuildPipeline(ILogger logger, CircuitBreakerStateProvider? circuit)
     {
         var retry = _options.Retry;
         if (retry.MaxRetryAttempts == 0 && !retry.CircuitBreaker)
@@ -161,14 +164,22 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
         var builder = new ResiliencePipelineBuilder { TimeProvider = _timeProvider };
         if (retry.MaxRetryAttempts > 0)
         {
+            var budget = retry.MaxRetryDuration;
+            var timeProvider = _timeProvider;
+            var delay = retry.BaseDelay;
+            var maxDelay = retry.MaxDelay;
             builder.AddRetry(new RetryStrategyOptions
             {
-                ShouldHandle = shouldHandle,
+                ShouldHandle = args => ValueTask.FromResult(
+                    args.Outcome.Exception is ProduceException<TKey, TValue> e
+                    && ProduceErrors.IsRetriable(e.Error)
+                    && RetryBudget.Left(args.Context, budget, timeProvider) > TimeSpan.Zero),
                 MaxRetryAttempts = retry.MaxRetryAttempts,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
-                Delay = retry.BaseDelay,
-                MaxDelay = retry.MaxDelay,
+                Delay = delay,
+                MaxDelay = maxDelay,
+                DelayGenerator = args => ValueTask.FromResult(RetryBudget.CapDelay(args.Context, args.AttemptNumber, budget, delay, maxDelay, timeProvider)),
                 OnRetry = args =>
                 {
                     if (args.Outcome.Exception is ProduceException<TKey, TValue> e)
@@ -190,6 +201,7 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
                 MinimumThroughput = 10,
                 SamplingDuration = TimeSpan.FromSeconds(30),
                 BreakDuration = retry.CircuitBreakDuration,
+                StateProvider = circuit,
             });
         }
 

@@ -22,6 +22,16 @@ public sealed class ProducerRetryOptions
     public TimeSpan MaxDelay { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// Gets or sets the retry budget of one <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/> call, counted from its
+    /// start: no retry starts later than this, and a backoff is cut short so the next attempt starts within it; after it,
+    /// the last failure is thrown. An attempt already handed to librdkafka is never abandoned (its outcome would be
+    /// unknown): it ends with its delivery report, within <c>message.timeout.ms</c>. So a call returns within this budget
+    /// plus one attempt. <see cref="Timeout.InfiniteTimeSpan"/> leaves only <see cref="MaxRetryAttempts"/> as the bound.
+    /// Default: 30 s.
+    /// </summary>
+    public TimeSpan MaxRetryDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// Gets or sets whether a circuit breaker fails produces fast (with Polly's <c>BrokenCircuitException</c>) while most
     /// recent produces failed with retriable errors. Default: <see langword="false"/>.
     /// </summary>
@@ -45,6 +55,11 @@ public sealed class ProducerRetryOptions
         if (MaxDelay < BaseDelay)
         {
             problems.Add($"Retry.MaxDelay is {MaxDelay}; it must be at least Retry.BaseDelay ({BaseDelay}).");
+        }
+
+        if (MaxRetryDuration <= TimeSpan.Zero && MaxRetryDuration != Timeout.InfiniteTimeSpan)
+        {
+            problems.Add($"Retry.MaxRetryDuration is {MaxRetryDuration}; it must be more than 0, or Timeout.InfiniteTimeSpan for no time bound.");
         }
 
         if (CircuitBreakDuration < TimeSpan.FromMilliseconds(500))

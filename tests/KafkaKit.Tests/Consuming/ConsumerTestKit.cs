@@ -12,9 +12,13 @@ namespace KafkaKit.Tests.Consuming;
 internal static class ConsumerTestKit
 {
     /// <summary>Consumer options for the embedded cluster: fast group settings (KafkaProbe.FastGroup), the given topics.</summary>
-    public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, params string[] topics)
+    public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, params string[] topics) =>
+        Options(cluster.BootstrapServers, group, topics);
+
+    /// <summary>Consumer options for an embedded cluster known by its bootstrap servers (for example from another process).</summary>
+    public static KafkaConsumerOptions Options(string bootstrapServers, string group, params string[] topics)
     {
-        var options = new KafkaConsumerOptions { BootstrapServers = cluster.BootstrapServers, GroupId = group };
+        var options = new KafkaConsumerOptions { BootstrapServers = bootstrapServers, GroupId = group };
         foreach (var topic in topics)
         {
             options.Topics.Add(topic);
@@ -31,11 +35,16 @@ internal static class ConsumerTestKit
     private static readonly TimeSpan CommittedProbeInterval = TimeSpan.FromMilliseconds(200);
 
     /// <summary>Waits until the group's committed offsets satisfy <paramref name="condition"/>, probing every 200 ms.</summary>
+    public static Task<Dictionary<int, long>> WaitForCommittedAsync(
+        EmbeddedKafkaCluster cluster, string group, string topic, int partitions, Func<Dictionary<int, long>, bool> condition, TimeSpan timeout, string what) =>
+        WaitForCommittedAsync(cluster.BootstrapServers, group, topic, partitions, condition, timeout, what);
+
+    /// <summary>Waits until the group's committed offsets satisfy <paramref name="condition"/>, probing every 200 ms.</summary>
     public static async Task<Dictionary<int, long>> WaitForCommittedAsync(
-        EmbeddedKafkaCluster cluster, string group, string topic, int partitions, Func<Dictionary<int, long>, bool> condition, TimeSpan timeout, string what)
+        string bootstrapServers, string group, string topic, int partitions, Func<Dictionary<int, long>, bool> condition, TimeSpan timeout, string what)
     {
         var deadline = Stopwatch.StartNew();
-        var committed = KafkaProbe.Committed(cluster.BootstrapServers, group, topic, partitions);
+        var committed = KafkaProbe.Committed(bootstrapServers, group, topic, partitions);
         while (!condition(committed))
         {
             if (deadline.Elapsed >= timeout)
@@ -44,7 +53,7 @@ internal static class ConsumerTestKit
             }
 
             await Task.Delay(CommittedProbeInterval, TestContext.CurrentContext.CancellationToken); // a poll interval, not a sleep
-            committed = KafkaProbe.Committed(cluster.BootstrapServers, group, topic, partitions);
+            committed = KafkaProbe.Committed(bootstrapServers, group, topic, partitions);
         }
 
         return committed;
@@ -173,6 +182,71 @@ internal sealed class SteadyProducer : IAsyncDisposable
                         }
                     });
                     Interlocked.Increment(ref _produced);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+            // stopped
+        }
+    }
+}
+
+/// <summary>
+/// Reads a group's committed offsets at a fixed interval from a background task until stopped, and records every
+/// partition whose committed offset moved backwards between two samples.
+/// </summary>
+internal sealed class CommittedOffsetsSampler : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentQueue<string> _decreases = new();
+    private readonly Task _run;
+    private int _samples;
+
+    public CommittedOffsetsSampler(string bootstrapServers, string group, string topic, int partitions, TimeSpan interval) =>
+        _run = Task.Run(() => RunAsync(bootstrapServers, group, topic, partitions, interval));
+
+    /// <summary>Gets how many samples were read so far.</summary>
+    public int Samples => Volatile.Read(ref _samples);
+
+    /// <summary>Gets the moves backwards seen so far, as <c>pN: before -> after at sample S</c>.</summary>
+    public IReadOnlyCollection<string> Decreases => _decreases;
+
+    /// <summary>Stops sampling and waits for the background task.</summary>
+    public async Task StopAsync()
+    {
+        if (!_stop.IsCancellationRequested)
+        {
+            await _stop.CancelAsync();
+        }
+
+        await _run;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _stop.Dispose();
+    }
+
+    private async Task RunAsync(string bootstrapServers, string group, string topic, int partitions, TimeSpan interval)
+    {
+        var highest = new Dictionary<int, long>();
+        using var timer = new PeriodicTimer(interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token))
+            {
+                var committed = KafkaProbe.Committed(bootstrapServers, group, topic, partitions);
+                var sample = Interlocked.Increment(ref _samples);
+                foreach (var (partition, offset) in committed)
+                {
+                    if (highest.TryGetValue(partition, out var before) && offset < before)
+                    {
+                        _decreases.Enqueue($"p{partition}: {before} -> {offset} at sample {sample}");
+                    }
+
+                    highest[partition] = Math.Max(offset, highest.GetValueOrDefault(partition, long.MinValue));
                 }
             }
         }

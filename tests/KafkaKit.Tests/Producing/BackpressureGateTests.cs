@@ -184,6 +184,27 @@ public sealed class BackpressureGateTests
 
     [Test]
     [CancelAfter(10_000)]
+    public async Task Close_WakesWaitersAndAWaitRegisteredAfterItReturnsAtOnce(CancellationToken cancellationToken)
+    {
+        // Arrange: a full queue; one enqueue already waits, another checked the producer's state just before the fault
+        // and registers its wait only after it.
+        var gate = new BackpressureGate(maxMessages: 1, maxBytes: long.MaxValue);
+        gate.TryAcquire(1);
+        var time = new FakeTimeProvider();
+        var early = gate.WaitForRoomAsync(false, LongWait, time, cancellationToken);
+
+        // Act
+        gate.Close();
+        var late = gate.WaitForRoomAsync(false, LongWait, time, cancellationToken);
+
+        // Assert
+        Assert.That(late.IsCompletedSuccessfully, Is.True, "a wait registered after Close does not wait for a release that may never come");
+        await early.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken);
+        Assert.That(gate.Messages, Is.EqualTo(1), "closing frees no room");
+    }
+
+    [Test]
+    [CancelAfter(10_000)]
     public async Task WakeAll_WakesEveryWaiter(CancellationToken cancellationToken)
     {
         // Arrange

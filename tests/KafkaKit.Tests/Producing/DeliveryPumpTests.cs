@@ -7,10 +7,10 @@ public sealed class DeliveryPumpTests
 {
     [Test]
     [CancelAfter(10_000)]
-    public async Task EnterWait_WhileSomeoneWaits_FlushesUntilTheLastWaiterExits(CancellationToken cancellationToken)
+    public async Task EnterWait_WhileSomeoneWaits_PulsesShortFlushesBetweenPollsUntilTheLastWaiterExits(CancellationToken cancellationToken)
     {
         // Arrange: fake poll and flush calls that block for their slice (as librdkafka's do) and count.
-        var fake = new FakeClient(outstanding: 5, cancellationToken);
+        var fake = new FakeClient(outstanding: 5, cancellationToken, drains: false);
         var pump = fake.StartPump();
 
         try
@@ -19,6 +19,7 @@ public sealed class DeliveryPumpTests
             await ProducerTestKit.WaitUntilAsync(() => fake.Polls >= 2, TimeSpan.FromSeconds(5), cancellationToken);
             Assert.That(fake.Flushes, Is.Zero, "nothing is flushed while nobody waits");
 
+            // A wait starts: one short flush at once; while the wait goes on, the pulse repeats between polls.
             pump.EnterWait();
             pump.EnterWait();
             await ProducerTestKit.WaitUntilAsync(() => fake.Flushes >= 3, TimeSpan.FromSeconds(5), cancellationToken);
@@ -27,16 +28,47 @@ public sealed class DeliveryPumpTests
             await ProducerTestKit.WaitUntilAsync(() => fake.Flushes > afterOneExit, TimeSpan.FromSeconds(5), cancellationToken);
             pump.ExitWait();
 
-            // Back to polling once nobody waits.
+            // Back to polling only once nobody waits.
             var polls = fake.Polls;
             await ProducerTestKit.WaitUntilAsync(() => fake.Polls > polls + 2, TimeSpan.FromSeconds(5), cancellationToken);
             var flushes = fake.Flushes;
             await ProducerTestKit.WaitUntilAsync(() => fake.Polls > polls + 5, TimeSpan.FromSeconds(5), cancellationToken);
             Assert.That(fake.Flushes, Is.EqualTo(flushes), "flushing stopped");
+            Assert.That(fake.FlushSlices, Is.All.EqualTo(DeliveryPump.PulseSlice), "every flush for waiters is a short pulse, never a long flush (it would send new messages in batches of one)");
+            Assert.That(fake.PollsBetweenFlushes, Is.All.GreaterThan(0), "the pump polls between pulses instead of flushing continuously");
             Assert.That(fake.Threads, Is.EqualTo(1), "one thread did all the work");
         }
         finally
         {
+            pump.Stop();
+        }
+    }
+
+    [Test]
+    [CancelAfter(10_000)]
+    public async Task EnterWait_NewWaitStarts_PulsesAtOnceWithoutWaitingForTheStallSlice(CancellationToken cancellationToken)
+    {
+        // Arrange: a waiter that stays, so the pump's stall pulses run every StallSlice.
+        var fake = new FakeClient(outstanding: 5, cancellationToken, drains: false);
+        var pump = fake.StartPump();
+        try
+        {
+            pump.EnterWait();
+            await ProducerTestKit.WaitUntilAsync(() => fake.Flushes >= 1, TimeSpan.FromSeconds(5), cancellationToken);
+            var before = fake.Flushes;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+
+            // Act: another enqueue starts waiting (the queue filled again).
+            pump.EnterWait();
+            await ProducerTestKit.WaitUntilAsync(() => fake.Flushes > before, TimeSpan.FromSeconds(5), cancellationToken);
+
+            // Assert: pulsed within about one idle poll, not one stall slice later.
+            Assert.That(clock.Elapsed, Is.LessThan(DeliveryPump.StallSlice + DeliveryPump.IdleSlice));
+        }
+        finally
+        {
+            pump.ExitWait();
+            pump.ExitWait();
             pump.Stop();
         }
     }
@@ -183,12 +215,38 @@ public sealed class DeliveryPumpTests
     {
         private readonly HashSet<int> _threads = [];
         private int _outstanding = outstanding;
+        private readonly List<TimeSpan> _flushSlices = [];
+        private readonly List<int> _pollsBetweenFlushes = [];
         private int _polls;
         private int _flushes;
+        private int _pollsSinceFlush;
 
         public int Polls => Volatile.Read(ref _polls);
 
         public int Flushes => Volatile.Read(ref _flushes);
+
+        public IReadOnlyList<TimeSpan> FlushSlices
+        {
+            get
+            {
+                lock (_threads)
+                {
+                    return [.. _flushSlices];
+                }
+            }
+        }
+
+        /// <summary>Gets, for every flush after the first, how many polls ran since the previous flush.</summary>
+        public IReadOnlyList<int> PollsBetweenFlushes
+        {
+            get
+            {
+                lock (_threads)
+                {
+                    return [.. _pollsBetweenFlushes.Skip(1)];
+                }
+            }
+        }
 
         public int Threads
         {
@@ -206,6 +264,7 @@ public sealed class DeliveryPumpTests
         private int Poll(TimeSpan slice)
         {
             Track();
+            Interlocked.Increment(ref _pollsSinceFlush);
             Interlocked.Increment(ref _polls);
             cancellationToken.WaitHandle.WaitOne(slice);
             return 0;
@@ -214,6 +273,12 @@ public sealed class DeliveryPumpTests
         private int Flush(TimeSpan slice)
         {
             Track();
+            lock (_threads)
+            {
+                _flushSlices.Add(slice);
+                _pollsBetweenFlushes.Add(Interlocked.Exchange(ref _pollsSinceFlush, 0));
+            }
+
             Interlocked.Increment(ref _flushes);
             if (drains && Volatile.Read(ref _outstanding) > 0)
             {

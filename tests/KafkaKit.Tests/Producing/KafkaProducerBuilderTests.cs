@@ -55,12 +55,14 @@ public sealed class KafkaProducerBuilderTests
             FlushTimeoutOnDispose = TimeSpan.FromMilliseconds(-5),
         };
         options.Retry.MaxRetryAttempts = -1;
+        options.Retry.MaxRetryDuration = TimeSpan.Zero;
 
         // Act
         var e = Assert.Throws<OptionsValidationException>(() => new KafkaProducerBuilder<Null, string>("invalid", options).Build());
 
         // Assert
-        Assert.That(e!.Failures.Count(), Is.EqualTo(4), e.Message);
+        Assert.That(e!.Failures.Count(), Is.EqualTo(5), e.Message);
+        Assert.That(e.Failures, Has.One.Contains("Retry.MaxRetryDuration is 00:00:00; it must be more than 0, or Timeout.InfiniteTimeSpan"));
         Assert.That(e.Failures, Has.One.Contains("MaxBlock"));
         Assert.That(e.Failures, Has.One.Contains("FlushTimeoutOnDispose"));
         Assert.That(e.Failures, Has.One.Contains("Retry.MaxRetryAttempts"));

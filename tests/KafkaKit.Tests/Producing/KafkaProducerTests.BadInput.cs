@@ -1,6 +1,4 @@
-using System.Runtime.InteropServices;
 using Confluent.Kafka;
-using KafkaKit.Internal;
 using KafkaKit.Producing;
 using KafkaKit.Tests.Support;
 using KafkaKit.Testing;
@@ -130,35 +128,6 @@ public sealed partial class KafkaProducerTests
         {
             Interlocked.Increment(ref _calls);
             throw new InvalidOperationException($"The test serializer cannot serialize '{data}'.");
-        }
-    }
-
-    /// <summary>librdkafka's <c>rd_kafka_test_fatal_error</c>, called on a producer's own librdkafka instance.</summary>
-    private static class FatalErrorHook
-    {
-        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-        private delegate int TestFatalError(IntPtr rk, int err, [MarshalAs(UnmanagedType.LPUTF8Str)] string reason);
-
-        public static ErrorCode Raise<TKey, TValue>(IKafkaProducer<TKey, TValue> producer, ErrorCode code, string reason)
-        {
-            // Confluent.Kafka keeps the rd_kafka_t in an internal SafeHandle (as Internal/Librdkafka does for purge).
-            var handle = (SafeHandle)typeof(Handle)
-                .GetProperty("LibrdkafkaHandle", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!
-                .GetValue(producer.Inner.Handle)!;
-            var raise = Marshal.GetDelegateForFunctionPointer<TestFatalError>(NativeLibrary.GetExport(Librdkafka.Handle, "rd_kafka_test_fatal_error"));
-            var added = false;
-            try
-            {
-                handle.DangerousAddRef(ref added);
-                return (ErrorCode)raise(handle.DangerousGetHandle(), (int)code, reason);
-            }
-            finally
-            {
-                if (added)
-                {
-                    handle.DangerousRelease();
-                }
-            }
         }
     }
 }

@@ -82,30 +82,7 @@ public sealed partial class KafkaProducerTests
         var readBack = await reader.ReadAsync(total, TimeSpan.FromSeconds(30), cancellationToken);
 
         // Assert: no loss; per key, the first occurrences are 0, 1, 2, ... in offset order; duplicates are counted.
-        var duplicates = 0;
-        var outOfOrder = new List<string>();
-        foreach (var byKey in reader.Records.GroupBy(r => r.Message.Key))
-        {
-            var firsts = new List<long>();
-            var seen = new HashSet<long>();
-            foreach (var r in byKey.OrderBy(r => r.Offset.Value))
-            {
-                if (seen.Add(r.Message.Value))
-                {
-                    firsts.Add(r.Message.Value);
-                }
-                else
-                {
-                    duplicates++;
-                }
-            }
-
-            var k = int.Parse(byKey.Key["key-".Length..], System.Globalization.CultureInfo.InvariantCulture);
-            if (!firsts.SequenceEqual(Enumerable.Range(0, (int)next[k]).Select(n => (long)n)))
-            {
-                outOfOrder.Add($"{byKey.Key}: {firsts.Count} distinct of {next[k]}");
-            }
-        }
+        var (duplicates, outOfOrder) = CheckKeyedSequences(reader.Records, next);
 
         await TestContext.Out.WriteLineAsync(
             $"sent {total:N0} ({sentAtDown:N0} before the outage, {sentAtUp - sentAtDown:N0} during it, {queuedAtUp:N0} queued when the broker came back); " +

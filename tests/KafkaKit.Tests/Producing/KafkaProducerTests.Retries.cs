@@ -1,8 +1,11 @@
 using System.Text;
 using Confluent.Kafka;
+using KafkaKit.DependencyInjection;
+using KafkaKit.Hosting;
 using KafkaKit.Producing;
 using KafkaKit.Tests.Support;
 using KafkaKit.Testing;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using static KafkaKit.Tests.Producing.ProducerTestKit;
 
 namespace KafkaKit.Tests.Producing;
@@ -67,6 +70,92 @@ public sealed partial class KafkaProducerTests
 
     [Test]
     [CancelAfter(30_000)]
+    public async Task ProduceAsync_RetriableErrorsOutlastMaxRetryDuration_FailsWithTheLastErrorOnceTheBudgetIsSpent(CancellationToken cancellationToken)
+    {
+        // Arrange: attempts would allow 100 retries, the time budget 1 s; every produce fails (retriable).
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var topic = cluster.NewTopic("retry-budget", partitions: 1);
+        var budget = TimeSpan.FromSeconds(1);
+        var (producer, logs, serializer, attempts) = BuildForRetries(cluster, retry =>
+        {
+            retry.MaxRetryAttempts = 100;
+            retry.BaseDelay = TimeSpan.FromMilliseconds(150);
+            retry.MaxDelay = TimeSpan.FromMilliseconds(300);
+            retry.MaxRetryDuration = budget;
+        });
+        await using var _ = producer;
+        using var __ = attempts;
+        cluster.PushRequestErrors(ApiKey.Produce, Enumerable.Repeat(ErrorCode.NotEnoughReplicas, 200).ToArray());
+
+        // Act
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.ThrowsAsync<ProduceException<Null, string>>(
+            async () => await producer.ProduceAsync(topic, new Message<Null, string> { Value = "out of time" }, cancellationToken));
+        var elapsed = clock.Elapsed;
+
+        // Assert: retried until the budget was spent (the last retry started within it), then the last error.
+        Assert.That(e!.Error.Code, Is.EqualTo(ErrorCode.NotEnoughReplicas));
+        Assert.That(elapsed, Is.InRange(budget - TimeSpan.FromMilliseconds(50), budget + TimeSpan.FromSeconds(1.5)), "ends once the budget is spent, plus one quick attempt");
+        Assert.That(serializer.Calls, Is.InRange(3, 30), "several attempts within 1 s of 150-300 ms backoffs, far fewer than MaxRetryAttempts");
+        Assert.That(attempts.Sum, Is.EqualTo(serializer.Calls), "one failed outcome per attempt");
+        Assert.That(logs.WithEventId(1008).Count(), Is.EqualTo(serializer.Calls - 1), "each retry logged");
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task ProduceAsync_CircuitBreakerOpens_FailsFastAndHealthIsDegradedUntilATrialProduceSucceeds(CancellationToken cancellationToken)
+    {
+        // Arrange: no retries, a circuit breaker (opens at >= 50 % failures over >= 10 produces), 10 failures pushed.
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var topic = cluster.NewTopic("circuit", partitions: 1);
+        var (producer, _, serializer, _) = BuildForRetries(cluster, retry =>
+        {
+            retry.MaxRetryAttempts = 0;
+            retry.CircuitBreaker = true;
+            retry.CircuitBreakDuration = TimeSpan.FromMilliseconds(500);
+        });
+        await using var _ = producer;
+        var clients = new KafkaKitClients();
+        clients.Add(KafkaClientHealth.For(producer));
+        var health = new KafkaKitHealthCheck(clients);
+        cluster.PushRequestErrors(ApiKey.Produce, Enumerable.Repeat(ErrorCode.NotEnoughReplicas, 10).ToArray());
+        var message = new Message<Null, string> { Value = "v" };
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.ThrowsAsync<ProduceException<Null, string>>(async () => await producer.ProduceAsync(topic, message, cancellationToken));
+        }
+
+        // Act
+        var attemptsBefore = serializer.Calls;
+        var open = Assert.CatchAsync<Exception>(async () => await producer.ProduceAsync(topic, message, cancellationToken));
+        var whileOpen = await health.CheckHealthAsync(new HealthCheckContext(), cancellationToken);
+        await Wait.ForAsync(
+            async () =>
+            {
+                try
+                {
+                    await producer.ProduceAsync(topic, message, cancellationToken); // the trial produce, once the break ends
+                    return true;
+                }
+                catch (Polly.CircuitBreaker.BrokenCircuitException)
+                {
+                    return false;
+                }
+            },
+            TimeSpan.FromSeconds(10),
+            "a trial produce succeeds after the break");
+        var afterTrial = await health.CheckHealthAsync(new HealthCheckContext(), cancellationToken);
+
+        // Assert
+        Assert.That(open, Is.InstanceOf<Polly.CircuitBreaker.BrokenCircuitException>(), "fails fast while the circuit is open");
+        Assert.That(serializer.Calls, Is.GreaterThan(attemptsBefore), "the trial produce was attempted");
+        Assert.That(whileOpen.Status, Is.EqualTo(HealthStatus.Degraded));
+        Assert.That(string.Join(", ", whileOpen.Data.Values), Does.Contain("circuit open"));
+        Assert.That(afterTrial.Status, Is.EqualTo(HealthStatus.Healthy), string.Join(", ", afterTrial.Data.Values));
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
     public async Task ProduceAsync_PermanentErrorPushedForProduce_FailsOnceWithoutRetry(CancellationToken cancellationToken)
     {
         // Arrange
@@ -113,7 +202,8 @@ public sealed partial class KafkaProducerTests
         Assert.That(producer.QueuedMessages, Is.Zero, "nothing was enqueued");
     }
 
-    private static (IKafkaProducer<Null, string> Producer, CapturingLoggerFactory Logs, CountingSerializer Serializer, CounterCapture Attempts) BuildForRetries(EmbeddedKafkaCluster cluster)
+    private static (IKafkaProducer<Null, string> Producer, CapturingLoggerFactory Logs, CountingSerializer Serializer, CounterCapture Attempts) BuildForRetries(
+        EmbeddedKafkaCluster cluster, Action<ProducerRetryOptions>? configure = null)
     {
         var logs = new CapturingLoggerFactory();
         var serializer = new CountingSerializer();
@@ -127,6 +217,7 @@ public sealed partial class KafkaProducerTests
         options.Retry.MaxRetryAttempts = 3;
         options.Retry.BaseDelay = TimeSpan.FromMilliseconds(10);
         options.Retry.MaxDelay = TimeSpan.FromMilliseconds(50);
+        configure?.Invoke(options.Retry);
         var producer = Build<Null, string>(options, logs, name, b => b.SetValueSerializer(serializer));
         return (producer, logs, serializer, attempts);
     }

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Runtime.InteropServices;
 using Confluent.Kafka;
+using KafkaKit.Internal;
 using KafkaKit.Producing;
 using KafkaKit.Testing;
 using KafkaKit.Tests.Support;
@@ -71,6 +73,42 @@ internal static class ProducerTestKit
 
             await Task.Delay(PollSlice, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// Checks records of keyed sequences read back from a topic: key <c>key-k</c> carried the values 0 to
+    /// <c>next[k]</c> - 1 in that order. Per key, in offset order, the first occurrences must be exactly that sequence
+    /// (no loss, no reordering); repeated values are counted as duplicates (batches written twice).
+    /// </summary>
+    /// <returns>The duplicates, and one line per key whose first occurrences are not its sequence.</returns>
+    public static (int Duplicates, List<string> Broken) CheckKeyedSequences(IEnumerable<ConsumeResult<string, long>> records, IReadOnlyList<long> next)
+    {
+        var duplicates = 0;
+        var broken = new List<string>();
+        foreach (var byKey in records.GroupBy(r => r.Message.Key))
+        {
+            var firsts = new List<long>();
+            var seen = new HashSet<long>();
+            foreach (var r in byKey.OrderBy(r => r.Offset.Value))
+            {
+                if (seen.Add(r.Message.Value))
+                {
+                    firsts.Add(r.Message.Value);
+                }
+                else
+                {
+                    duplicates++;
+                }
+            }
+
+            var k = int.Parse(byKey.Key["key-".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            if (!firsts.SequenceEqual(Enumerable.Range(0, (int)next[k]).Select(n => (long)n)))
+            {
+                broken.Add($"{byKey.Key}: {firsts.Count} distinct of {next[k]}");
+            }
+        }
+
+        return (duplicates, broken);
     }
 
     /// <summary>The delivery outcomes seen by per-message callbacks.</summary>
@@ -193,6 +231,40 @@ internal sealed class CounterCapture : IDisposable
         if (client == _clientId)
         {
             _measurements.Enqueue((value, errorType));
+        }
+    }
+}
+
+/// <summary>
+/// librdkafka's <c>rd_kafka_test_fatal_error</c>, called on a producer's own librdkafka instance: the embedded cluster
+/// cannot make an idempotent producer fail fatally, so this raises a real fatal error (as a fenced or out-of-sequence
+/// idempotent producer would get) inside the producer's client.
+/// </summary>
+internal static class FatalErrorHook
+{
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate int TestFatalError(IntPtr rk, int err, [MarshalAs(UnmanagedType.LPUTF8Str)] string reason);
+
+    /// <returns><see cref="ErrorCode.NoError"/> when raised; <see cref="ErrorCode.Local_PrevInProgress"/> when a fatal error was raised before.</returns>
+    public static ErrorCode Raise<TKey, TValue>(IKafkaProducer<TKey, TValue> producer, ErrorCode code, string reason)
+    {
+        // Confluent.Kafka keeps the rd_kafka_t in an internal SafeHandle (as Internal/Librdkafka does for purge).
+        var handle = (SafeHandle)typeof(Handle)
+            .GetProperty("LibrdkafkaHandle", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!
+            .GetValue(producer.Inner.Handle)!;
+        var raise = Marshal.GetDelegateForFunctionPointer<TestFatalError>(NativeLibrary.GetExport(Librdkafka.Handle, "rd_kafka_test_fatal_error"));
+        var added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            return (ErrorCode)raise(handle.DangerousGetHandle(), (int)code, reason);
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
         }
     }
 }

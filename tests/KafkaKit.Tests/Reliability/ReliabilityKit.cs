@@ -3,8 +3,10 @@ using System.Diagnostics;
 using System.Globalization;
 using Confluent.Kafka;
 using KafkaKit.Consuming;
+using KafkaKit.Producing;
 using KafkaKit.Testing;
 using KafkaKit.Tests.Consuming;
+using KafkaKit.Tests.Producing;
 using KafkaKit.Tests.Support;
 
 namespace KafkaKit.Tests.Reliability;
@@ -26,21 +28,30 @@ internal static class ReliabilityKit
             $"RELIABILITY | {scenario} | {produced} | {handled} | {duplicates} | {deadLettered} | {lost} | {elapsed.TotalSeconds:F1}"));
 
     /// <summary>Consumer options on the embedded cluster with fast group settings and quick periodic commits.</summary>
-    public static KafkaConsumerOptions ConsumerOptions(EmbeddedKafkaCluster cluster, string group, string topic)
+    public static KafkaConsumerOptions ConsumerOptions(EmbeddedKafkaCluster cluster, string group, string topic) =>
+        ConsumerOptions(cluster.BootstrapServers, group, topic);
+
+    /// <summary>As <see cref="ConsumerOptions(EmbeddedKafkaCluster, string, string)"/>, for a cluster known by its bootstrap servers.</summary>
+    public static KafkaConsumerOptions ConsumerOptions(string bootstrapServers, string group, string topic)
     {
-        var options = ConsumerTestKit.Options(cluster, group, topic);
+        var options = ConsumerTestKit.Options(bootstrapServers, group, topic);
         options.CommitInterval = TimeSpan.FromMilliseconds(500);
         options.Config["reconnect.backoff.max.ms"] = "1000"; // reconnect within a second of a broker coming back
         return options;
     }
 
     /// <summary>Waits until the group's committed offsets equal the topic's end offsets; returns both.</summary>
+    public static Task<(Dictionary<int, long> Committed, Dictionary<int, long> Ends)> WaitForCommittedAtEndAsync(
+        EmbeddedKafkaCluster cluster, string group, string topic, int partitions, TimeSpan timeout) =>
+        WaitForCommittedAtEndAsync(cluster.BootstrapServers, group, topic, partitions, timeout);
+
+    /// <summary>Waits until the group's committed offsets equal the topic's end offsets; returns both.</summary>
     public static async Task<(Dictionary<int, long> Committed, Dictionary<int, long> Ends)> WaitForCommittedAtEndAsync(
-        EmbeddedKafkaCluster cluster, string group, string topic, int partitions, TimeSpan timeout)
+        string bootstrapServers, string group, string topic, int partitions, TimeSpan timeout)
     {
-        var ends = KafkaProbe.EndOffsets(cluster.BootstrapServers, topic, partitions);
+        var ends = KafkaProbe.EndOffsets(bootstrapServers, topic, partitions);
         var committed = await ConsumerTestKit.WaitForCommittedAsync(
-            cluster, group, topic, partitions, c => ends.All(e => c[e.Key] == e.Value), timeout, $"committed offsets reach the end offsets {ConsumerTestKit.Format(ends)}");
+            bootstrapServers, group, topic, partitions, c => ends.All(e => c[e.Key] == e.Value), timeout, $"committed offsets reach the end offsets {ConsumerTestKit.Format(ends)}");
         return (committed, ends);
     }
 
@@ -102,9 +113,14 @@ internal sealed class NumberedStream : IAsyncDisposable
     private long _failed;
 
     public NumberedStream(EmbeddedKafkaCluster cluster, string topic, int partitions, Func<long, string>? value = null, int messagesPerTick = 2, TimeSpan? tick = null)
+        : this(cluster.BootstrapServers, topic, partitions, value, messagesPerTick, tick)
+    {
+    }
+
+    public NumberedStream(string bootstrapServers, string topic, int partitions, Func<long, string>? value = null, int messagesPerTick = 2, TimeSpan? tick = null)
     {
         _partitions = partitions;
-        _producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = cluster.BootstrapServers, LingerMs = 5 })
+        _producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = bootstrapServers, LingerMs = 5 })
             .SetLogHandler(static (_, _) => { })
             .Build();
         _run = RunAsync(topic, value ?? (n => n.ToString(CultureInfo.InvariantCulture)), messagesPerTick, tick ?? TimeSpan.FromMilliseconds(10));
@@ -169,6 +185,69 @@ internal sealed class NumberedStream : IAsyncDisposable
                             }
                         });
                     Interlocked.Increment(ref _produced);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+            // stopped
+        }
+    }
+}
+
+/// <summary>
+/// Enqueues numbered messages through a KafkaKit producer (the system under test) from a background task at a steady
+/// pace: message n has the value n (decimal text) and the key <c>key(n)</c>; every outcome goes to
+/// <see cref="Outcomes"/>. Waits for room like any caller (Backpressure = Wait).
+/// </summary>
+internal sealed class EnqueueStream : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _run;
+    private long _sent;
+
+    public EnqueueStream(IKafkaProducer<string, string> producer, string topic, Func<long, string> key, int messagesPerTick = 2, TimeSpan? tick = null)
+    {
+        _run = Task.Run(() => RunAsync(producer, topic, key, messagesPerTick, tick ?? TimeSpan.FromMilliseconds(10)));
+    }
+
+    /// <summary>Gets the delivery outcomes of the messages enqueued so far.</summary>
+    public ProducerTestKit.Outcomes Outcomes { get; } = new();
+
+    /// <summary>Gets how many messages were enqueued so far (values 0 to this - 1).</summary>
+    public long Sent => Interlocked.Read(ref _sent);
+
+    /// <summary>Stops enqueueing (an enqueue waiting for room finishes first).</summary>
+    /// <returns>The number of messages enqueued.</returns>
+    public async Task<long> StopAsync()
+    {
+        if (!_stop.IsCancellationRequested)
+        {
+            await _stop.CancelAsync();
+        }
+
+        await _run;
+        return Sent;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _stop.Dispose();
+    }
+
+    private async Task RunAsync(IKafkaProducer<string, string> producer, string topic, Func<long, string> key, int messagesPerTick, TimeSpan tick)
+    {
+        using var pace = new PeriodicTimer(tick);
+        try
+        {
+            while (await pace.WaitForNextTickAsync(_stop.Token))
+            {
+                for (var i = 0; i < messagesPerTick; i++)
+                {
+                    var n = Interlocked.Read(ref _sent);
+                    await producer.EnqueueAsync(topic, new Message<string, string> { Key = key(n), Value = n.ToString(CultureInfo.InvariantCulture) }, Outcomes.Record, CancellationToken.None);
+                    Interlocked.Increment(ref _sent);
                 }
             }
         }

@@ -57,30 +57,8 @@ public sealed class RoundTripSpikeReliabilityTests
             .Build();
         await consumer.StartAsync();
 
-        var outcomes = new ProducerTestKit.Outcomes();
-        var sent = 0L;
-        using var stopProducing = new CancellationTokenSource();
-        var producing = Task.Run(async () =>
-        {
-            using var pace = new PeriodicTimer(TimeSpan.FromMilliseconds(10));
-            try
-            {
-                while (await pace.WaitForNextTickAsync(stopProducing.Token))
-                {
-                    for (var i = 0; i < 2; i++)
-                    {
-                        var n = Interlocked.Read(ref sent).ToString(CultureInfo.InvariantCulture);
-                        await producer.EnqueueAsync(Topic, new Message<string, string> { Key = n, Value = n }, outcomes.Record, CancellationToken.None);
-                        Interlocked.Increment(ref sent);
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (stopProducing.IsCancellationRequested)
-            {
-                // done
-            }
-        });
-
+        await using var stream = new EnqueueStream(producer, Topic, key: n => n.ToString(CultureInfo.InvariantCulture));
+        var outcomes = stream.Outcomes;
         await Wait.ForAsync(() => outcomes.Delivered >= 500 && ledger.Distinct >= 500, TimeSpan.FromSeconds(40), "producing and consuming");
         cluster.SetBrokerRoundTripTime(1, Spike);
         var spike = Stopwatch.StartNew();
@@ -90,16 +68,14 @@ public sealed class RoundTripSpikeReliabilityTests
         var deliveredDuringSpike = outcomes.Delivered - deliveredAtSpike;
         var handledDuringSpike = ledger.Distinct - handledAtSpike;
         cluster.SetBrokerRoundTripTime(1, TimeSpan.Zero);
-        var sentAtEnd = Interlocked.Read(ref sent);
+        var sentAtEnd = stream.Sent;
         await Wait.ForAsync(() => outcomes.Total >= sentAtEnd, TimeSpan.FromSeconds(60), $"every message sent until the spike ended has its outcome ({outcomes})");
         var producerRecovered = spike.Elapsed - SpikeDuration;
         await Wait.ForAsync(() => ledger.Distinct >= sentAtEnd, TimeSpan.FromSeconds(60), "the consumer caught up");
         var consumerRecovered = spike.Elapsed - SpikeDuration;
 
-        await stopProducing.CancelAsync();
-        await producing;
+        var produced = await stream.StopAsync();
         var undelivered = await producer.FlushAsync();
-        var produced = Interlocked.Read(ref sent);
         await Wait.ForAsync(() => ledger.Missing(produced).Count == 0, TimeSpan.FromSeconds(60), $"every one of {produced} messages handled");
         var (committed, ends) = await ReliabilityKit.WaitForCommittedAtEndAsync(cluster, Group, Topic, Partitions, TimeSpan.FromSeconds(30));
         var lost = ledger.Missing(produced).Count;

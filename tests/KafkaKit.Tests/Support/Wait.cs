@@ -29,4 +29,19 @@ internal static class Wait
             Assert.Fail($"Timed out after {timeout.TotalSeconds:F0} s waiting for: {what}");
         }
     }
+
+    /// <summary>Runs <paramref name="attempt"/> every 20 ms until it returns true, failing the test with <paramref name="what"/> when that takes longer than <paramref name="timeout"/>.</summary>
+    public static async Task ForAsync(Func<Task<bool>> attempt, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await attempt())
+        {
+            if (DateTime.UtcNow >= deadline)
+            {
+                Assert.Fail($"Timed out after {timeout.TotalSeconds:F0} s waiting for: {what}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
 }
