@@ -66,10 +66,16 @@ public static class SoakRun
             {
                 var sampler = SampleAsync(samples, options.SampleInterval, clock, load, groups, output, loadPhase.Token);
                 var churn = groups.Select(g => g.ChurnAsync(output, () => clock.Elapsed, options.ChurnPause, loadPhase.Token)).ToArray();
-                await load.RunAsync(options.Duration, cancellationToken);
-                await loadPhase.CancelAsync();
-                await Task.WhenAll(churn);
-                await sampler;
+                try
+                {
+                    await load.RunAsync(options.Duration, cancellationToken);
+                }
+                finally
+                {
+                    await loadPhase.CancelAsync();
+                    await Task.WhenAll(churn);
+                    await sampler;
+                }
             }
 
             // Drain: every outcome known, every message handled by both groups, the end offsets committed.
@@ -88,6 +94,10 @@ public static class SoakRun
             }
 
             Record(samples, Sample("drained", clock.Elapsed, load, groups), output);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await output.WriteLineAsync($"{clock.Elapsed.TotalSeconds,7:F1}s interrupted: stopping, then checking what was done so far");
         }
         finally
         {
