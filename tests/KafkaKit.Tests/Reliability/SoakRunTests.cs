@@ -19,9 +19,9 @@ namespace KafkaKit.Tests.Reliability;
 public sealed class SoakRunTests
 {
     /// <summary>
-    /// 75 s of load: three bursts (at 15, 45 and 75 s) and, per group, a membership change about every 8-10 s (each
-    /// rebalance takes ~5 s on the embedded cluster). Samples every 2 s after a 25 s warm-up give 25 steady samples, so
-    /// each comparison window spans 12 s.
+    /// 75 s of load: three bursts (at 15, 45 and 75 s) and, per group, a membership change about every 15 s (a ~5 s
+    /// rebalance on the embedded cluster, then 10 s of steady consumption): 4-5 per group. Samples every 2 s after a
+    /// 25 s warm-up give 25 steady samples, so each comparison window spans 12 s.
     /// </summary>
     private static readonly string[] ShortForm = ["--minutes", "1.25", "--rate", "500", "--sample-seconds", "2", "--warmup-seconds", "25"];
 
