@@ -9,12 +9,15 @@ public sealed class SoakOptions
     public const string Usage = """
         Usage: KafkaKit.Soak [--minutes N] [--bootstrap-servers host:port[,host:port]] [--rate N] [--partitions N]
                              [--sample-seconds N] [--warmup-seconds N] [--json FILE] [--verbose]
-          --minutes            how long the load and the churn run (default 10; fractions allowed)
+          --minutes            how long the load and the churn run, > 0 (default 10; fractions allowed); runs shorter
+                               than about 75 s fail the churn and growth checks (too few membership changes and
+                               samples): the shortest passing form is
+                               --minutes 1.25 --rate 500 --sample-seconds 2 --warmup-seconds 25
           --bootstrap-servers  a real Kafka cluster; without it an embedded cluster (3 brokers) runs in a child process
-          --rate               steady produce rate in messages/s, bursts come on top (default 1000)
-          --partitions         partitions of the soak topic (default 6)
-          --sample-seconds     time between two samples (default 5)
-          --warmup-seconds     samples before this are not compared (default 20 % of the run, at least 30 s)
+          --rate               steady produce rate in messages/s, a whole number >= 1; bursts come on top (default 1000)
+          --partitions         partitions of the soak topic, a whole number >= 1 (default 6)
+          --sample-seconds     time between two samples, > 0 (default 5)
+          --warmup-seconds     samples before this are not compared, > 0 (default 20 % of the run, at least 30 s)
           --json               also write the result (samples, counts, checks) to FILE as JSON
           --verbose            print KafkaKit's warnings as they happen (errors are always printed)
         Exit code 0 when every check passed, 1 when one failed, 2 for bad arguments.
@@ -89,20 +92,22 @@ public sealed class SoakOptions
 
             var name = args[i];
             var value = i + 1 < args.Count ? args[++i] : null;
-            var ok = name switch
+            var (ok, allowed) = name switch
             {
-                "--minutes" => Positive(value, m => options.Duration = TimeSpan.FromMinutes(m)),
-                "--bootstrap-servers" => Text(value, v => options.BootstrapServers = v),
-                "--rate" => Positive(value, r => options.Rate = (int)r),
-                "--partitions" => Positive(value, p => options.Partitions = (int)p),
-                "--sample-seconds" => Positive(value, s => options.SampleInterval = TimeSpan.FromSeconds(s)),
-                "--warmup-seconds" => Positive(value, s => options.Warmup = TimeSpan.FromSeconds(s)),
-                "--json" => Text(value, v => options.JsonPath = v),
-                _ => false,
+                "--minutes" => (Positive(value, m => options.Duration = TimeSpan.FromMinutes(m)), "a number > 0"),
+                "--bootstrap-servers" => (Text(value, v => options.BootstrapServers = v), "host:port[,host:port]"),
+                "--rate" => (Whole(value, r => options.Rate = r), "a whole number >= 1"),
+                "--partitions" => (Whole(value, p => options.Partitions = p), "a whole number >= 1"),
+                "--sample-seconds" => (Positive(value, s => options.SampleInterval = TimeSpan.FromSeconds(s)), "a number > 0"),
+                "--warmup-seconds" => (Positive(value, s => options.Warmup = TimeSpan.FromSeconds(s)), "a number > 0"),
+                "--json" => (Text(value, v => options.JsonPath = v), "a file path"),
+                _ => (false, null),
             };
             if (!ok)
             {
-                error.WriteLine($"Unknown, incomplete or invalid argument '{name}'{(value is null ? "" : $" '{value}'")}.");
+                error.WriteLine(allowed is null
+                    ? $"Unknown argument '{name}'."
+                    : $"Invalid {name} '{value ?? "(missing)"}': it must be {allowed}.");
                 error.WriteLine(Usage);
                 return null;
             }
@@ -114,6 +119,17 @@ public sealed class SoakOptions
     private static bool Positive(string? text, Action<double> set)
     {
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value <= 0)
+        {
+            return false;
+        }
+
+        set(value);
+        return true;
+    }
+
+    private static bool Whole(string? text, Action<int> set)
+    {
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < 1)
         {
             return false;
         }

@@ -59,7 +59,7 @@ public sealed class ProducerRetryOptions
 
         if (MaxRetryDuration <= TimeSpan.Zero && MaxRetryDuration != Timeout.InfiniteTimeSpan)
         {
-            problems.Add($"Retry.MaxRetryDuration is {MaxRetryDuration}; it must be more than 0, or Timeout.InfiniteTimeSpan for no time bound.");
+            problems.Add($"Retry.MaxRetryDuration is {MaxRetryDuration}; it must be more than 0, or -00:00:00.001 (Timeout.InfiniteTimeSpan) for no time bound.");
         }
 
         if (CircuitBreakDuration < TimeSpan.FromMilliseconds(500))

@@ -62,7 +62,7 @@ public sealed class KafkaProducerBuilderTests
 
         // Assert
         Assert.That(e!.Failures.Count(), Is.EqualTo(5), e.Message);
-        Assert.That(e.Failures, Has.One.Contains("Retry.MaxRetryDuration is 00:00:00; it must be more than 0, or Timeout.InfiniteTimeSpan"));
+        Assert.That(e.Failures, Has.One.Contains("Retry.MaxRetryDuration is 00:00:00; it must be more than 0, or -00:00:00.001 (Timeout.InfiniteTimeSpan)"));
         Assert.That(e.Failures, Has.One.Contains("MaxBlock"));
         Assert.That(e.Failures, Has.One.Contains("FlushTimeoutOnDispose"));
         Assert.That(e.Failures, Has.One.Contains("Retry.MaxRetryAttempts"));
