@@ -70,7 +70,7 @@ internal static class RetryBudget
             return null;
         }
 
-        var exponential = attempt >= 30 ? maxDelay : TimeSpan.FromTicks(Math.Min(maxDelay.Ticks, baseDelay.Ticks * (1L << attempt)));
+        var exponential = TimeSpan.FromTicks((long)Math.Min(maxDelay.Ticks, baseDelay.Ticks * Math.Pow(2, Math.Min(attempt, 62))));
         return left <= TimeSpan.Zero ? TimeSpan.Zero : left < exponential ? left : exponential;
     }
 }
