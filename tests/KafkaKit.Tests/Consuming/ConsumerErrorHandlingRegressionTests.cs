@@ -19,26 +19,9 @@ public sealed class ConsumerErrorHandlingRegressionTests
     public async Task Regression_C12_UndeserializableValueWithDeadLetter_RawBytesDeadLetteredAndConsumerGoesOn()
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
-        cluster.CreateTopic("c12", partitions: 1);
         cluster.CreateTopic("c12.DLT", partitions: 1);
-        ProduceOkBadOk(cluster, "c12");
-        var options = ConsumerTestKit.Options(cluster, "c12-group", "c12");
-        options.OnError = ConsumerErrorAction.DeadLetter;
-        options.CommitInterval = TimeSpan.FromMilliseconds(500);
-        var logs = new CapturingLoggerFactory();
-        var orders = new ConcurrentQueue<string>();
-        await using var consumer = new KafkaConsumerBuilder<string, Order>("c12", options)
-            .SetLoggerFactory(logs)
-            .SetHandler((r, _) =>
-            {
-                orders.Enqueue(r.Message.Value.Id);
-                return ValueTask.CompletedTask;
-            })
-            .Build();
-
-        await consumer.StartAsync();
-        await Wait.ForAsync(() => orders.Count == 2, TimeSpan.FromSeconds(15), "ok1 and ok2 handled");
-        var committed = await ConsumerTestKit.WaitForCommittedAsync(cluster, "c12-group", "c12", 1, c => c[0] == 3, TimeSpan.FromSeconds(10), "offset 3");
+        var (consumer, orders, logs, committed) = await ConsumeOkBadOkAsync(cluster, "c12", ConsumerErrorAction.DeadLetter);
+        await using var _ = consumer;
         var dead = KafkaProbe.ReadAll(cluster.BootstrapServers, "c12.DLT", 1, expected: 1, TimeSpan.FromSeconds(10));
 
         KafkaProbe.Produce(cluster.BootstrapServers, "c12", [new Message<string, string> { Key = "k", Value = "{\"id\":\"ok3\",\"amount\":3}" }]);
@@ -71,25 +54,8 @@ public sealed class ConsumerErrorHandlingRegressionTests
     public async Task Regression_C12_UndeserializableValueWithSkip_SkippedLoggedAndCommittedPast()
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
-        cluster.CreateTopic("c12s", partitions: 1);
-        ProduceOkBadOk(cluster, "c12s");
-        var options = ConsumerTestKit.Options(cluster, "c12s-group", "c12s");
-        options.OnError = ConsumerErrorAction.Skip;
-        options.CommitInterval = TimeSpan.FromMilliseconds(500);
-        var logs = new CapturingLoggerFactory();
-        var orders = new ConcurrentQueue<string>();
-        await using var consumer = new KafkaConsumerBuilder<string, Order>("c12s", options)
-            .SetLoggerFactory(logs)
-            .SetHandler((r, _) =>
-            {
-                orders.Enqueue(r.Message.Value.Id);
-                return ValueTask.CompletedTask;
-            })
-            .Build();
-
-        await consumer.StartAsync();
-        await Wait.ForAsync(() => orders.Count == 2, TimeSpan.FromSeconds(15), "ok1 and ok2 handled");
-        var committed = await ConsumerTestKit.WaitForCommittedAsync(cluster, "c12s-group", "c12s", 1, c => c[0] == 3, TimeSpan.FromSeconds(10), "offset 3");
+        var (consumer, orders, logs, committed) = await ConsumeOkBadOkAsync(cluster, "c12s", ConsumerErrorAction.Skip);
+        await using var _ = consumer;
 
         var failed = logs.Lines.Where(l => l.EventId.Id == 2008).ToList();
         Assert.Multiple(() =>
@@ -141,12 +107,38 @@ public sealed class ConsumerErrorHandlingRegressionTests
         });
     }
 
-    private static void ProduceOkBadOk(EmbeddedKafkaCluster cluster, string topic) =>
+    /// <summary>
+    /// Produces [ok1, bad, ok2] to a new one-partition <paramref name="topic"/> and consumes it (group
+    /// <c>{topic}-group</c>) with <paramref name="onError"/> until ok1 and ok2 are handled and offset 3 is committed.
+    /// </summary>
+    private static async Task<(KafkaConsumer<string, Order> Consumer, ConcurrentQueue<string> Orders, CapturingLoggerFactory Logs, Dictionary<int, long> Committed)> ConsumeOkBadOkAsync(
+        EmbeddedKafkaCluster cluster, string topic, ConsumerErrorAction onError)
+    {
+        cluster.CreateTopic(topic, partitions: 1);
         KafkaProbe.Produce(cluster.BootstrapServers, topic, [
             new Message<string, string> { Key = "k", Value = "{\"id\":\"ok1\",\"amount\":1}" },
             new Message<string, string> { Key = "k-bad", Value = BadJson, Headers = new Headers { { "trace", Encoding.UTF8.GetBytes("t-1") } } },
             new Message<string, string> { Key = "k", Value = "{\"id\":\"ok2\",\"amount\":2}" },
         ]);
+        var options = ConsumerTestKit.Options(cluster, topic + "-group", topic);
+        options.OnError = onError;
+        options.CommitInterval = TimeSpan.FromMilliseconds(500);
+        var logs = new CapturingLoggerFactory();
+        var orders = new ConcurrentQueue<string>();
+        var consumer = new KafkaConsumerBuilder<string, Order>(topic, options)
+            .SetLoggerFactory(logs)
+            .SetHandler((r, _) =>
+            {
+                orders.Enqueue(r.Message.Value.Id);
+                return ValueTask.CompletedTask;
+            })
+            .Build();
+
+        await consumer.StartAsync();
+        await Wait.ForAsync(() => orders.Count == 2, TimeSpan.FromSeconds(15), "ok1 and ok2 handled");
+        var committed = await ConsumerTestKit.WaitForCommittedAsync(cluster, topic + "-group", topic, 1, c => c[0] == 3, TimeSpan.FromSeconds(10), "offset 3");
+        return (consumer, orders, logs, committed);
+    }
 
     /// <summary>A JSON message value.</summary>
     public sealed record Order(string Id, int Amount);

@@ -79,18 +79,7 @@ public sealed class CoordinatorDownReliabilityTests
             await Wait.ForAsync(() => down2.Elapsed >= Outage, Outage + TimeSpan.FromSeconds(5), "outage 2 lasts its time");
             cluster.SetBrokerUp(Coordinator);
         });
-        var stopClock = Stopwatch.StartNew();
-        Exception? stopError = null;
-        try
-        {
-            await a.StopAsync();
-        }
-        catch (Exception e)
-        {
-            stopError = e;
-        }
-
-        var stopTook = stopClock.Elapsed;
+        var (stopTook, stopError) = await TimedStopAsync(a);
         await bringUp;
         var afterStop = KafkaProbe.Committed(cluster.BootstrapServers, Group, Topic, Partitions);
 
@@ -165,17 +154,7 @@ public sealed class CoordinatorDownReliabilityTests
 
         cluster.SetBrokerDown(Coordinator);
         var stopClock = Stopwatch.StartNew();
-        Exception? stopError = null;
-        try
-        {
-            await a.StopAsync();
-        }
-        catch (Exception e)
-        {
-            stopError = e;
-        }
-
-        var stopTook = stopClock.Elapsed;
+        var (stopTook, stopError) = await TimedStopAsync(a);
         var stateAtReturn = a.State;
         await Wait.ForAsync(() => a.State == KafkaConsumerState.Stopped, TimeSpan.FromSeconds(60), "a's client finishes closing in the background");
         var closedAfter = stopClock.Elapsed;
@@ -206,5 +185,20 @@ public sealed class CoordinatorDownReliabilityTests
             Assert.That(logs.Count(2006) + logs.Count(2013) + logs.Count(2018), Is.Zero, "no fatal error, callback failure or stop on error");
         });
         await a.DisposeAsync();
+    }
+
+    /// <summary>Stops <paramref name="consumer"/>, returning how long that took and what it threw (nothing is expected).</summary>
+    private static async Task<(TimeSpan Took, Exception? Error)> TimedStopAsync(KafkaConsumer<string, string> consumer)
+    {
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            await consumer.StopAsync();
+            return (clock.Elapsed, null);
+        }
+        catch (Exception e)
+        {
+            return (clock.Elapsed, e);
+        }
     }
 }
