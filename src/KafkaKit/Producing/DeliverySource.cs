@@ -1,42 +1,171 @@
+using System.Diagnostics;
 using System.Threading.Tasks.Sources;
 using Confluent.Kafka;
+using KafkaKit.Diagnostics;
 
 namespace KafkaKit.Producing;
 
 /// <summary>
-/// A pooled, reusable completion for one awaited delivery: the delivery report sets it, the awaiting
-/// <c>ProduceAsync</c> reads it and returns it to the pool. One instance serves many deliveries, so an awaited produce
-/// allocates no Task or TaskCompletionSource.
+/// A pooled, reusable completion for one awaited produce: the <see cref="ValueTask{TResult}"/> that
+/// <c>ProduceAsync</c> returns is this source itself, completed by the message's delivery report on the delivery thread.
+/// An awaited produce that finds room therefore runs no state machine and allocates no Task, TaskCompletionSource or
+/// completion; the awaiting side's <see cref="GetResult"/> hands the source back to the producer's pool.
 /// </summary>
-internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryReport<TKey, TValue>>
+/// <remarks>
+/// A retriable failure of a first attempt (see <see cref="ProduceErrors.IsRetriable"/>) does not complete the source
+/// when retries are on: the retries run on the thread pool, never on the delivery thread, and their final outcome
+/// completes it.
+/// </remarks>
+internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryResult<TKey, TValue>>
 {
-    private ManualResetValueTaskSourceCore<DeliveryReport<TKey, TValue>> _core = new() { RunContinuationsAsynchronously = true };
+    private readonly KafkaProducer<TKey, TValue> _producer;
+    private ManualResetValueTaskSourceCore<DeliveryResult<TKey, TValue>> _core = new() { RunContinuationsAsynchronously = true };
+    private Activity? _activity;
+    private bool _retry;
+    private long _started;
+    private CancellationToken _cancellationToken;
+    private ProduceException<TKey, TValue>? _retriableFailure;
+    private ExecutionContext? _callerContext;
 
-    private readonly Action<DeliveryReport<TKey, TValue>> _account;
-
-    public DeliverySource(Action<DeliveryReport<TKey, TValue>> account)
+    public DeliverySource(KafkaProducer<TKey, TValue> producer)
     {
-        _account = account;
+        _producer = producer;
         Handler = OnDelivery;
     }
 
     /// <summary>Gets the delivery handler bound to this instance (allocated once, reused).</summary>
     public Action<DeliveryReport<TKey, TValue>> Handler { get; }
 
-    public ValueTask<DeliveryReport<TKey, TValue>> Task => new(this, _core.Version);
+    /// <summary>Gets the topic of the current produce.</summary>
+    public string Topic { get; private set; } = string.Empty;
 
-    public void Reset() => _core.Reset();
+    /// <summary>Gets the message of the current produce.</summary>
+    public Message<TKey, TValue> Message { get; private set; } = null!;
 
-    public DeliveryReport<TKey, TValue> GetResult(short token) => _core.GetResult(token);
+    /// <summary>Gets whether a retriable failure is handed to the producer's retries instead of completing the source.</summary>
+    public bool Retry => _retry;
+
+    /// <summary>Gets when the call started (the producer's time source), for the retries' time budget.</summary>
+    public long Started => _started;
+
+    /// <summary>Gets the caller's token (it bounds only a wait for room, and the retries).</summary>
+    public CancellationToken CancellationToken => _cancellationToken;
+
+    /// <summary>Gets the task that completes with the current produce's outcome.</summary>
+    public ValueTask<DeliveryResult<TKey, TValue>> Task => new(this, _core.Version);
+
+    /// <summary>Prepares the source for one produce; the "send" span, when there is one, ends with the delivery report.</summary>
+    public void Start(string topic, Message<TKey, TValue> message, bool retry, long started, CancellationToken cancellationToken, Activity? activity)
+    {
+        _core.Reset();
+        Topic = topic;
+        Message = message;
+        _retry = retry;
+        _started = started;
+        _cancellationToken = cancellationToken;
+        _retriableFailure = null;
+        if (activity is not null)
+        {
+            // The span belongs to the message, not to the caller's flow (the caller's current activity is restored).
+            _activity = activity;
+            Activity.Current = activity.Parent;
+        }
+
+        // Retries run in the caller's context (its current activity parents their spans), like the first attempt.
+        _callerContext = retry ? ExecutionContext.Capture() : null;
+    }
+
+    /// <summary>Ends a produce whose message never reached librdkafka and returns the source to the pool.</summary>
+    /// <param name="error">Why the message was not enqueued.</param>
+    public void Abandon(Exception error)
+    {
+        if (_activity is { } activity)
+        {
+            _activity = null;
+            KafkaKitTracing.Fail(activity, error);
+            activity.Dispose();
+        }
+
+        Release();
+    }
+
+    public DeliveryResult<TKey, TValue> GetResult(short token)
+    {
+        try
+        {
+            return _core.GetResult(token);
+        }
+        finally
+        {
+            Release();
+        }
+    }
 
     public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
 
     public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _core.OnCompleted(continuation, state, token, flags);
 
+    private void Release()
+    {
+        Topic = string.Empty;
+        Message = null!;
+        _cancellationToken = default;
+        _retriableFailure = null;
+        _callerContext = null;
+        _producer.ReturnSource(this);
+    }
+
+    // Runs on the delivery-report thread.
     private void OnDelivery(DeliveryReport<TKey, TValue> report)
     {
-        _account(report);
-        _core.SetResult(report);
+        _producer.Account(report);
+        if (_activity is { } activity)
+        {
+            _activity = null;
+            KafkaKitTracing.Delivered(activity, report.Partition.Value, report.Offset.Value, report.Error);
+            activity.Dispose();
+        }
+
+        if (!report.Error.IsError)
+        {
+            _core.SetResult(report);
+            return;
+        }
+
+        var failure = new ProduceException<TKey, TValue>(report.Error, report);
+        if (_retry && ProduceErrors.IsRetriable(report.Error))
+        {
+            _retriableFailure = failure;
+            ThreadPool.UnsafeQueueUserWorkItem(static source => source.StartRetries(), this, preferLocal: false);
+            return;
+        }
+
+        _core.SetException(failure);
+    }
+
+    private void StartRetries()
+    {
+        if (_callerContext is { } context)
+        {
+            ExecutionContext.Run(context, static state => _ = ((DeliverySource<TKey, TValue>)state!).CompleteWithRetriesAsync(), this);
+        }
+        else
+        {
+            _ = CompleteWithRetriesAsync();
+        }
+    }
+
+    /// <summary>Runs the retries and completes the source with their outcome (never throws).</summary>
+    private async Task CompleteWithRetriesAsync()
+    {
+        try
+        {
+            _core.SetResult(await _producer.ProduceWithPipelineAsync(Topic, Message, _retriableFailure, _started, _cancellationToken).ConfigureAwait(false));
+        }
+        catch (Exception e)
+        {
+            _core.SetException(e);
+        }
     }
 }

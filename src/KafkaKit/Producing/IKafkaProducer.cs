@@ -73,7 +73,11 @@ public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
     /// <param name="topic">The topic.</param>
     /// <param name="message">The message.</param>
     /// <param name="cancellationToken">Ends waiting for room and between retries. Cancelling after enqueue does not recall the message: it may still be delivered.</param>
-    /// <returns>The delivery result (partition, offset, timestamp).</returns>
+    /// <returns>
+    /// The delivery result (partition, offset, timestamp). The task is backed by a pooled completion that is reused once
+    /// its result has been read: await it once (or call <see cref="ValueTask{TResult}.AsTask"/> once), as for any
+    /// <see cref="ValueTask{TResult}"/>. It completes on the thread pool, never on the delivery thread.
+    /// </returns>
     /// <exception cref="ProduceException{TKey, TValue}">Delivery failed with a permanent error, or with a retriable one after the last retry; <see cref="KafkaException.Error"/> says which.</exception>
     /// <exception cref="ProducerQueueFullException">The queue stayed full for <see cref="KafkaProducerOptions.MaxBlock"/>.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>

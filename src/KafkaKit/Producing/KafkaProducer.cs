@@ -32,7 +32,6 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly ILogger _logger;
     private readonly TimeProvider _timeProvider;
     private readonly Action<DeliveryReport<TKey, TValue>>? _onDeliveryFailed;
-    private readonly Action<DeliveryReport<TKey, TValue>> _accountOnly;
     private readonly Action<DeliveryReport<TKey, TValue>> _withoutCallback;
     private readonly ConcurrentBag<DeliverySource<TKey, TValue>> _sources = [];
     private readonly CancellationTokenSource _disposing = new();
@@ -66,7 +65,6 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         _onDeliveryFailed = onDeliveryFailed;
         _logger = logger;
         _timeProvider = timeProvider;
-        _accountOnly = Account;
         _withoutCallback = OnDeliveryWithoutCallback;
         _size = MessageSize.For(config);
         _maxMessageBytes = config.MessageMaxBytes ?? DefaultMessageMaxBytes;
@@ -169,32 +167,38 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         return TryProduce(topic, message, handler, size);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
+    public ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
     {
-        Check(topic, message);
-        if (ReferenceEquals(_pipeline, ResiliencePipeline.Empty))
+        long size;
+        try
         {
-            return await ProduceOnceAsync(topic, message, cancellationToken).ConfigureAwait(false);
+            size = Check(topic, message);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<DeliveryResult<TKey, TValue>>(e);
         }
 
-        var started = _timeProvider.GetTimestamp();
-        ProduceException<TKey, TValue>? firstFailure = null;
-        if (_firstAttemptOutsidePipeline)
+        if (_firstAttemptOutsidePipeline || ReferenceEquals(_pipeline, ResiliencePipeline.Empty))
         {
             // KafkaKit's own retry-only pipeline has nothing to do with a success: the first attempt runs without it (no
-            // pipeline cost on the common path); a retriable failure is handed to the pipeline as its first attempt's
-            // outcome, so attempt counting, backoff and logging are the pipeline's as before.
-            try
-            {
-                return await ProduceOnceAsync(topic, message, cancellationToken).ConfigureAwait(false);
-            }
-            catch (ProduceException<TKey, TValue> e) when (ProduceErrors.IsRetriable(e.Error))
-            {
-                firstFailure = e;
-            }
+            // pipeline cost, and no state machine, on the common path); a retriable failure is handed to the pipeline as
+            // its first attempt's outcome, so attempt counting, backoff and logging are the pipeline's as before.
+            var retry = !ReferenceEquals(_pipeline, ResiliencePipeline.Empty);
+            return ProduceAttemptAsync(topic, message, size, retry, retry ? _timeProvider.GetTimestamp() : 0, cancellationToken);
         }
 
+        // A user-supplied pipeline runs every attempt, the first included.
+        return ProduceWithPipelineAsync(topic, message, firstFailure: null, _timeProvider.GetTimestamp(), cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs the retry pipeline for one <see cref="ProduceAsync"/> call; with <paramref name="firstFailure"/>, the
+    /// pipeline's first attempt is that failure (the attempt already made outside the pipeline).
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<DeliveryResult<TKey, TValue>> ProduceWithPipelineAsync(string topic, Message<TKey, TValue> message, ProduceException<TKey, TValue>? firstFailure, long started, CancellationToken cancellationToken)
+    {
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
         RetryBudget.Start(context, started);
         try
@@ -210,7 +214,9 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
 
                     try
                     {
-                        return Outcome.FromResult(await state.Producer.ProduceOnceAsync(state.Topic, state.Message, ctx.CancellationToken).ConfigureAwait(false));
+                        var producer = state.Producer;
+                        var size = producer.Check(state.Topic, state.Message);
+                        return Outcome.FromResult(await producer.ProduceAttemptAsync(state.Topic, state.Message, size, retry: false, started: 0, ctx.CancellationToken).ConfigureAwait(false));
                     }
                     catch (Exception e)
                     {
@@ -448,52 +454,67 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<DeliveryResult<TKey, TValue>> ProduceOnceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
+    /// <summary>Returns a source to the pool (from its awaiter's GetResult, or when its message was never enqueued).</summary>
+    internal void ReturnSource(DeliverySource<TKey, TValue> source) => _sources.Add(source);
+
+    /// <summary>
+    /// One produce attempt. With room in the queue it returns the pooled source's task itself: no state machine, no
+    /// allocation of KafkaKit's. Every exception is delivered through the returned task.
+    /// </summary>
+    private ValueTask<DeliveryResult<TKey, TValue>> ProduceAttemptAsync(string topic, Message<TKey, TValue> message, long size, bool retry, long started, CancellationToken cancellationToken)
     {
         if (!_sources.TryTake(out var source))
         {
-            source = new DeliverySource<TKey, TValue>(_accountOnly);
+            source = new DeliverySource<TKey, TValue>(this);
         }
 
-        source.Reset();
-        var pending = source.Task;
-        var size = _size.Of(message);
-        var activity = KafkaKitTracing.StartProduce(Name, topic, message);
+        source.Start(topic, message, retry, started, cancellationToken, KafkaKitTracing.StartProduce(Name, topic, message));
         try
         {
             if (!_gate.TryAcquire(size))
             {
-                await EnqueueSlowAsync(topic, message, source.Handler, size, wakeOnNextRelease: false, cancellationToken).ConfigureAwait(false);
-            }
-            else if (!TryProduce(topic, message, source.Handler, size))
-            {
-                await EnqueueSlowAsync(topic, message, source.Handler, size, wakeOnNextRelease: true, cancellationToken).ConfigureAwait(false);
+                return ProduceAfterWaitAsync(source, size, wakeOnNextRelease: false);
             }
 
-            var report = await pending.ConfigureAwait(false);
-            _sources.Add(source);
-            if (activity is not null)
-            {
-                KafkaKitTracing.Delivered(activity, report.Partition.Value, report.Offset.Value, report.Error);
-            }
-
-            if (report.Error.IsError)
-            {
-                throw new ProduceException<TKey, TValue>(report.Error, report);
-            }
-
-            return report;
+            // The task is taken before librdkafka has the message: its delivery report may complete (and a fast awaiter
+            // recycle) the source at once.
+            var task = source.Task;
+            return TryProduce(topic, message, source.Handler, size) ? task : ProduceAfterWaitAsync(source, size, wakeOnNextRelease: true);
         }
-        catch (Exception e) when (activity is not null)
+        catch (ProduceException<TKey, TValue> e) when (retry && ProduceErrors.IsRetriable(e.Error))
         {
-            KafkaKitTracing.Fail(activity, e);
+            source.Abandon(e);
+            return ProduceWithPipelineAsync(topic, message, e, started, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            source.Abandon(e);
+            return ValueTask.FromException<DeliveryResult<TKey, TValue>>(e);
+        }
+    }
+
+    /// <summary>The attempt of <see cref="ProduceAttemptAsync"/> whose message must wait for room first.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<DeliveryResult<TKey, TValue>> ProduceAfterWaitAsync(DeliverySource<TKey, TValue> source, long size, bool wakeOnNextRelease)
+    {
+        var task = source.Task;
+        try
+        {
+            await EnqueueSlowAsync(source.Topic, source.Message, source.Handler, size, wakeOnNextRelease, source.CancellationToken).ConfigureAwait(false);
+        }
+        catch (ProduceException<TKey, TValue> e) when (source.Retry && ProduceErrors.IsRetriable(e.Error))
+        {
+            var (topic, message, started, cancellationToken) = (source.Topic, source.Message, source.Started, source.CancellationToken);
+            source.Abandon(e);
+            return await ProduceWithPipelineAsync(topic, message, e, started, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            source.Abandon(e);
             throw;
         }
-        finally
-        {
-            activity?.Dispose();
-        }
+
+        return await task.ConfigureAwait(false);
     }
 
     private long Check(string topic, Message<TKey, TValue> message)
@@ -513,8 +534,8 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         }
     }
 
-    // Runs on the delivery-report thread (the pump, or the disposing thread at the end) for every message.
-    private void Account(DeliveryReport<TKey, TValue> report)
+    /// <summary>Returns the room of a reported message and counts it. Runs on the delivery-report thread (the pump, or the disposing thread at the end) for every message.</summary>
+    internal void Account(DeliveryReport<TKey, TValue> report)
     {
         _gate.Release(_size.Of(report.Message));
         if (KafkaKitMetrics.SentMessages.Enabled)

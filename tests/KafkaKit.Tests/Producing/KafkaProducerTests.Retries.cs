@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Text;
 using Confluent.Kafka;
 using KafkaKit.DependencyInjection;
@@ -43,6 +45,50 @@ public sealed partial class KafkaProducerTests
         Assert.That(retries[1], Does.Contain(nameof(ErrorCode.RequestTimedOut)));
         Assert.That(await reader.ReadAsync(1, TimeSpan.FromSeconds(10), cancellationToken), Is.EqualTo(1));
         Assert.That(reader.Records.Single().Message.Value, Is.EqualTo("retried"));
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task ProduceAsync_RetriedAfterFailedDeliveries_EveryAttemptsSpanIsAChildOfTheCallersActivity(CancellationToken cancellationToken)
+    {
+        // Arrange: the failed deliveries are reported on the delivery thread, and the retries they start run on the
+        // thread pool: they must still run in the caller's context, so their spans join the caller's trace.
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var topic = cluster.NewTopic("retry-traced", partitions: 1);
+        var spans = new ConcurrentQueue<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "KafkaKit",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                if (Equals(a.GetTagItem("messaging.destination.name"), topic))
+                {
+                    spans.Enqueue(a);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        var (producer, _, serializer, attempts) = BuildForRetries(cluster);
+        await using var _ = producer;
+        using var __ = attempts;
+        cluster.PushRequestErrors(ApiKey.Produce, ErrorCode.NotEnoughReplicas, ErrorCode.RequestTimedOut);
+        using var caller = new Activity("caller").Start();
+
+        // Act
+        var result = await producer.ProduceAsync(topic, new Message<Null, string> { Value = "traced" }, cancellationToken);
+
+        // Assert
+        Assert.That(Activity.Current, Is.SameAs(caller), "no send span stays current on the caller's flow");
+        caller.Stop();
+        Assert.That(result.Status, Is.EqualTo(PersistenceStatus.Persisted));
+        Assert.That(serializer.Calls, Is.EqualTo(3), "three attempts: two failed, one delivered");
+        var sends = spans.ToList();
+        Assert.That(sends, Has.Count.EqualTo(3), "one send span per attempt");
+        Assert.That(sends.Select(s => s.ParentSpanId), Is.All.EqualTo(caller.SpanId), "every attempt's span is a child of the caller's activity");
+        Assert.That(sends.Select(s => s.TraceId), Is.All.EqualTo(caller.TraceId));
+        Assert.That(sends.Count(s => s.Status == ActivityStatusCode.Error), Is.EqualTo(2), "the two failed attempts");
+        Assert.That(sends.Last().Status, Is.Not.EqualTo(ActivityStatusCode.Error), "the delivered attempt");
     }
 
     [Test]
