@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using Confluent.Kafka;
 using KafkaKit.Diagnostics;
 using KafkaKit.Internal;
+using KafkaKit.Producing;
 using Microsoft.Extensions.Logging;
 using Polly;
 
@@ -49,6 +51,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly IDeserializer<TValue> _valueDeserializer;
     private readonly Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask> _handler;
     private readonly ResiliencePipeline _retry;
+    private readonly bool _firstAttemptOutsidePipeline;
     private readonly DeadLetterPublisher? _deadLetters;
     private readonly RebalanceCallbacks _callbacks;
     private readonly ILogger _logger;
@@ -78,6 +81,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         IDeserializer<TValue> valueDeserializer,
         Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask> handler,
         ResiliencePipeline retry,
+        bool firstAttemptOutsidePipeline,
         DeadLetterPublisher? deadLetters,
         RebalanceCallbacks callbacks,
         ILogger logger)
@@ -89,6 +93,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _valueDeserializer = valueDeserializer;
         _handler = handler;
         _retry = retry;
+        _firstAttemptOutsidePipeline = firstAttemptOutsidePipeline;
         _deadLetters = deadLetters;
         _callbacks = callbacks;
         _logger = logger;
@@ -866,20 +871,41 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             var started = Stopwatch.GetTimestamp();
             try
             {
-                if (ReferenceEquals(_retry, ResiliencePipeline.Empty))
+                var retries = !ReferenceEquals(_retry, ResiliencePipeline.Empty);
+                ExceptionDispatchInfo? firstFailure = null;
+                if (!retries || _firstAttemptOutsidePipeline)
                 {
-                    await _handler(result, cancellationToken).ConfigureAwait(false);
+                    // KafkaKit's own retry-only pipeline has nothing to do with a success: the first call runs without
+                    // it (no pipeline cost per message); a failure is handed to the pipeline as its first attempt's
+                    // outcome, so attempt counting, backoff and logging are the pipeline's.
+                    try
+                    {
+                        await _handler(result, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (retries && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+                    {
+                        firstFailure = ExceptionDispatchInfo.Capture(e);
+                    }
                 }
-                else
+
+                if (retries && (firstFailure is not null || !_firstAttemptOutsidePipeline))
                 {
                     var context = ResilienceContextPool.Shared.Get(cancellationToken);
                     context.Properties.Set(MessageKey, raw.TopicPartitionOffset);
                     try
                     {
                         await _retry.ExecuteAsync(
-                            static (ctx, state) => state.Handler(state.Result, ctx.CancellationToken),
+                            static (ctx, state) =>
+                            {
+                                if (state.FirstFailure is { } failed && RetryBudget.TakeFirstAttempt(ctx))
+                                {
+                                    failed.Throw();
+                                }
+
+                                return state.Handler(state.Result, ctx.CancellationToken);
+                            },
                             context,
-                            (Handler: _handler, Result: result)).ConfigureAwait(false);
+                            (Handler: _handler, Result: result, FirstFailure: firstFailure)).ConfigureAwait(false);
                     }
                     finally
                     {

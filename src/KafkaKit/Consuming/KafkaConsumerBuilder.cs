@@ -199,6 +199,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(),
             _handler!,
             _retry ?? BuildRetry(logger),
+            firstAttemptOutsidePipeline: _retry is null,
             deadLetters,
             _callbacks,
             logger);

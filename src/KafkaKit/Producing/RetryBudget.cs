@@ -5,7 +5,8 @@ namespace KafkaKit.Producing;
 /// <summary>
 /// What one <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/> call's retries carry in its Polly context: the call's
 /// start, for the time bound (<see cref="ProducerRetryOptions.MaxRetryDuration"/>), and whether its first attempt, run
-/// before the pipeline, has been handed to it.
+/// before the pipeline, has been handed to it (<see cref="TakeFirstAttempt"/>, which the consumer's handler retries use
+/// the same way).
 /// </summary>
 internal static class RetryBudget
 {
