@@ -76,7 +76,8 @@ public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
     /// <returns>
     /// The delivery result (partition, offset, timestamp). The task is backed by a pooled completion that is reused once
     /// its result has been read: await it once (or call <see cref="ValueTask{TResult}.AsTask"/> once), as for any
-    /// <see cref="ValueTask{TResult}"/>. It completes on the thread pool, never on the delivery thread.
+    /// <see cref="ValueTask{TResult}"/>. The code after the await never runs on the producer's delivery thread (it resumes on the
+    /// thread pool, or on the awaiting code's captured context).
     /// </returns>
     /// <exception cref="ProduceException{TKey, TValue}">Delivery failed with a permanent error, or with a retriable one after the last retry; <see cref="KafkaException.Error"/> says which.</exception>
     /// <exception cref="ProducerQueueFullException">The queue stayed full for <see cref="KafkaProducerOptions.MaxBlock"/>.</exception>

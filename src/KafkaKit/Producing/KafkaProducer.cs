@@ -476,10 +476,8 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
                 return ProduceAfterWaitAsync(source, size, wakeOnNextRelease: false);
             }
 
-            // The task is taken before librdkafka has the message: its delivery report may complete (and a fast awaiter
-            // recycle) the source at once.
-            var task = source.Task;
-            return TryProduce(topic, message, source.Handler, size) ? task : ProduceAfterWaitAsync(source, size, wakeOnNextRelease: true);
+            // Only the awaiter of the returned task recycles the source, so it is still this call's after the hand-over.
+            return TryProduce(topic, message, source.Handler, size) ? source.Task : ProduceAfterWaitAsync(source, size, wakeOnNextRelease: true);
         }
         catch (ProduceException<TKey, TValue> e) when (retry && ProduceErrors.IsRetriable(e.Error))
         {
