@@ -57,7 +57,6 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
     /// <summary>Prepares the source for one produce; the "send" span, when there is one, ends with the delivery report.</summary>
     public void Start(string topic, Message<TKey, TValue> message, bool retry, long started, CancellationToken cancellationToken, Activity? activity)
     {
-        _core.Reset();
         Topic = topic;
         Message = message;
         _retry = retry;
@@ -91,6 +90,17 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
 
     public DeliveryResult<TKey, TValue> GetResult(short token)
     {
+        // A second await of the same task: the source was reset (and may serve another call by now). Refuse, and do not
+        // return the source to the pool a second time.
+        ThrowIfStale(token);
+
+        if (_core.GetStatus(token) == ValueTaskSourceStatus.Pending)
+        {
+            // Result read before completion (ValueTask.Result on a pending task): the message is still in flight, and the
+            // source stays its own until its delivery report.
+            throw new InvalidOperationException("The result of this ProduceAsync task was read before the task completed; await it instead.");
+        }
+
         try
         {
             return _core.GetResult(token);
@@ -101,13 +111,26 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
         }
     }
 
-    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+    public ValueTaskSourceStatus GetStatus(short token)
+    {
+        ThrowIfStale(token);
+        return _core.GetStatus(token);
+    }
 
     public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _core.OnCompleted(continuation, state, token, flags);
 
+    private void ThrowIfStale(short token)
+    {
+        if (token != _core.Version)
+        {
+            throw new InvalidOperationException("This ProduceAsync task was awaited more than once (or after its result was read); a ValueTask may be awaited only once. Call AsTask() once to await its result more often.");
+        }
+    }
+
     private void Release()
     {
+        _core.Reset(); // invalidates the task handed out for this produce
         Topic = string.Empty;
         Message = null!;
         _cancellationToken = default;

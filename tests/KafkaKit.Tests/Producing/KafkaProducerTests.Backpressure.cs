@@ -215,4 +215,29 @@ public sealed partial class KafkaProducerTests
         Assert.That(producer.QueuedMessages, Is.Zero);
         Assert.That(await reader.ReadAsync(count, TimeSpan.FromSeconds(20), cancellationToken), Is.EqualTo(count));
     }
+
+    [Test]
+    [CancelAfter(60_000)]
+    public async Task ProduceAsync_TaskAwaitedTwice_SecondAwaitThrowsAndLaterCallsStillGetTheirOwnResults(CancellationToken cancellationToken)
+    {
+        // Arrange: the task is backed by a pooled completion; a second await must not hand that completion back to the
+        // pool a second time (two later calls would then share one and get each other's results, or hang).
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var topic = cluster.NewTopic("awaited-twice", partitions: 2);
+        await using var producer = Build<string, string>(Options(cluster.BootstrapServers));
+        var task = producer.ProduceAsync(topic, new Message<string, string> { Key = "k", Value = "first" }, cancellationToken);
+        var first = await task;
+
+        // Act
+        var second = Assert.ThrowsAsync<InvalidOperationException>(async () => await task);
+        var later = await Task.WhenAll(Enumerable.Range(0, 500).Select(i =>
+            producer.ProduceAsync(topic, new Message<string, string> { Key = $"k{i}", Value = $"v{i}" }, cancellationToken).AsTask()))
+            .WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+
+        // Assert
+        Assert.That(first.Message.Value, Is.EqualTo("first"));
+        Assert.That(second!.Message, Does.Contain("awaited more than once"));
+        Assert.That(later.Select(r => r.Message.Value), Is.EqualTo(Enumerable.Range(0, 500).Select(i => $"v{i}")), "each later call got its own message's result");
+        Assert.That(later.Select(r => r.TopicPartitionOffset).Distinct().Count(), Is.EqualTo(500), "distinct offsets");
+    }
 }
