@@ -3,7 +3,6 @@ using System.Runtime.ExceptionServices;
 using Confluent.Kafka;
 using KafkaKit.Diagnostics;
 using KafkaKit.Internal;
-using KafkaKit.Producing;
 using Microsoft.Extensions.Logging;
 using Polly;
 
@@ -897,7 +896,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                         await _retry.ExecuteAsync(
                             static (ctx, state) =>
                             {
-                                if (state.FirstFailure is { } failed && RetryBudget.TakeFirstAttempt(ctx))
+                                if (state.FirstFailure is { } failed && FirstAttempt.Take(ctx))
                                 {
                                     failed.Throw();
                                 }

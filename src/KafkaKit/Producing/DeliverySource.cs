@@ -21,9 +21,6 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
     private readonly KafkaProducer<TKey, TValue> _producer;
     private ManualResetValueTaskSourceCore<DeliveryResult<TKey, TValue>> _core = new() { RunContinuationsAsynchronously = true };
     private Activity? _activity;
-    private bool _retry;
-    private long _started;
-    private CancellationToken _cancellationToken;
     private ProduceException<TKey, TValue>? _retriableFailure;
     private ExecutionContext? _callerContext;
 
@@ -43,13 +40,13 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
     public Message<TKey, TValue> Message { get; private set; } = null!;
 
     /// <summary>Gets whether a retriable failure is handed to the producer's retries instead of completing the source.</summary>
-    public bool Retry => _retry;
+    public bool Retry { get; private set; }
 
     /// <summary>Gets when the call started (the producer's time source), for the retries' time budget.</summary>
-    public long Started => _started;
+    public long Started { get; private set; }
 
     /// <summary>Gets the caller's token (it bounds only a wait for room, and the retries).</summary>
-    public CancellationToken CancellationToken => _cancellationToken;
+    public CancellationToken CancellationToken { get; private set; }
 
     /// <summary>Gets the task that completes with the current produce's outcome.</summary>
     public ValueTask<DeliveryResult<TKey, TValue>> Task => new(this, _core.Version);
@@ -59,9 +56,9 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
     {
         Topic = topic;
         Message = message;
-        _retry = retry;
-        _started = started;
-        _cancellationToken = cancellationToken;
+        Retry = retry;
+        Started = started;
+        CancellationToken = cancellationToken;
         _retriableFailure = null;
         if (activity is not null)
         {
@@ -96,7 +93,7 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
 
         if (_core.GetStatus(token) == ValueTaskSourceStatus.Pending)
         {
-            // Result read before completion (ValueTask.Result on a pending task): the message is still in flight, and the
+            // Read before completion (a pending task's value taken synchronously): the message is still in flight, and the
             // source stays its own until its delivery report.
             throw new InvalidOperationException("The result of this ProduceAsync task was read before the task completed; await it instead.");
         }
@@ -133,7 +130,7 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
         _core.Reset(); // invalidates the task handed out for this produce
         Topic = string.Empty;
         Message = null!;
-        _cancellationToken = default;
+        CancellationToken = default;
         _retriableFailure = null;
         _callerContext = null;
         _producer.ReturnSource(this);
@@ -157,7 +154,7 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
         }
 
         var failure = new ProduceException<TKey, TValue>(report.Error, report);
-        if (_retry && ProduceErrors.IsRetriable(report.Error))
+        if (Retry && ProduceErrors.IsRetriable(report.Error))
         {
             _retriableFailure = failure;
             ThreadPool.UnsafeQueueUserWorkItem(static source => source.StartRetries(), this, preferLocal: false);
@@ -184,7 +181,7 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
     {
         try
         {
-            _core.SetResult(await _producer.ProduceWithPipelineAsync(Topic, Message, _retriableFailure, _started, _cancellationToken).ConfigureAwait(false));
+            _core.SetResult(await _producer.ProduceWithPipelineAsync(Topic, Message, _retriableFailure, Started, CancellationToken).ConfigureAwait(false));
         }
         catch (Exception e)
         {

@@ -179,12 +179,12 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             return ValueTask.FromException<DeliveryResult<TKey, TValue>>(e);
         }
 
-        if (_firstAttemptOutsidePipeline || ReferenceEquals(_pipeline, ResiliencePipeline.Empty))
+        var retry = !ReferenceEquals(_pipeline, ResiliencePipeline.Empty);
+        if (_firstAttemptOutsidePipeline || !retry)
         {
             // KafkaKit's own retry-only pipeline has nothing to do with a success: the first attempt runs without it (no
             // pipeline cost, and no state machine, on the common path); a retriable failure is handed to the pipeline as
             // its first attempt's outcome, so attempt counting, backoff and logging are the pipeline's as before.
-            var retry = !ReferenceEquals(_pipeline, ResiliencePipeline.Empty);
             return ProduceAttemptAsync(topic, message, size, retry, retry ? _timeProvider.GetTimestamp() : 0, cancellationToken);
         }
 
@@ -207,7 +207,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
                 [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] static async ValueTask<Outcome<DeliveryResult<TKey, TValue>>> (
                     ResilienceContext ctx, (KafkaProducer<TKey, TValue> Producer, string Topic, Message<TKey, TValue> Message, ProduceException<TKey, TValue>? FirstFailure) state) =>
                 {
-                    if (state.FirstFailure is { } failed && RetryBudget.TakeFirstAttempt(ctx))
+                    if (state.FirstFailure is { } failed && FirstAttempt.Take(ctx))
                     {
                         return Outcome.FromException<DeliveryResult<TKey, TValue>>(failed);
                     }

@@ -4,36 +4,17 @@ namespace KafkaKit.Producing;
 
 /// <summary>
 /// What one <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/> call's retries carry in its Polly context: the call's
-/// start, for the time bound (<see cref="ProducerRetryOptions.MaxRetryDuration"/>), and whether its first attempt, run
-/// before the pipeline, has been handed to it (<see cref="TakeFirstAttempt"/>, which the consumer's handler retries use
-/// the same way).
+/// start, for the time bound (<see cref="ProducerRetryOptions.MaxRetryDuration"/>). (The hand-over of the attempt made
+/// before the pipeline is <see cref="Internal.FirstAttempt"/>.)
 /// </summary>
 internal static class RetryBudget
 {
     private static readonly ResiliencePropertyKey<long> Started = new("KafkaKit.ProduceStarted");
-    private static readonly ResiliencePropertyKey<bool> FirstAttemptTaken = new("KafkaKit.FirstAttemptTaken");
 
     /// <summary>Marks the start of a call.</summary>
     /// <param name="context">The call's context.</param>
     /// <param name="started">When the call started (<see cref="TimeProvider.GetTimestamp"/> of the producer's time source).</param>
     public static void Start(ResilienceContext context, long started) => context.Properties.Set(Started, started);
-
-    /// <summary>
-    /// Returns <see langword="true"/> once per call: for the pipeline's first attempt, whose outcome (a failure) was
-    /// produced before the pipeline ran.
-    /// </summary>
-    /// <param name="context">The call's context.</param>
-    /// <returns>Whether this is the first attempt.</returns>
-    public static bool TakeFirstAttempt(ResilienceContext context)
-    {
-        if (context.Properties.TryGetValue(FirstAttemptTaken, out var taken) && taken)
-        {
-            return false;
-        }
-
-        context.Properties.Set(FirstAttemptTaken, true);
-        return true;
-    }
 
     /// <summary>Gets how much of <paramref name="budget"/> is left for the call of <paramref name="context"/>.</summary>
     /// <param name="context">The call's context.</param>
