@@ -41,6 +41,7 @@ else
 var builder = Host.CreateApplicationBuilder([]);
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
 builder.Logging.AddFilter("KafkaKit", settings.Verbose ? LogLevel.Information : LogLevel.Warning);
+builder.Logging.AddFilter("KafkaKit.Librdkafka", LogLevel.Information); // which librdkafka runs: one line
 builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(new QuickstartTally(settings.Messages));
 builder.Services

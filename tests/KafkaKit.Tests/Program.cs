@@ -1,13 +1,20 @@
+using KafkaKit.Tests.Internal;
 using KafkaKit.Tests.Reliability;
 
 namespace KafkaKit.Tests;
 
 /// <summary>
 /// The test assembly's entry point (the test runner does not use it): with <see cref="MemberProcess.Verb"/> it runs a
-/// consumer-group member in a process of its own, which a reliability scenario can kill.
+/// consumer-group member in a process of its own, which a reliability scenario can kill; with
+/// <see cref="LibrdkafkaChild.Verb"/> it lets Confluent.Kafka load librdkafka before KafkaKit does.
 /// </summary>
 internal static class Program
 {
     public static Task<int> Main(string[] args) =>
-        args is [MemberProcess.Verb, .. var rest] ? MemberProcess.RunAsync(rest) : Task.FromResult(0);
+        args switch
+        {
+            [MemberProcess.Verb, .. var rest] => MemberProcess.RunAsync(rest),
+            [LibrdkafkaChild.Verb] => LibrdkafkaChild.RunAsync(),
+            _ => Task.FromResult(0),
+        };
 }

@@ -143,8 +143,13 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     /// <summary>Builds the consumer (not started).</summary>
     /// <returns>The consumer; call <see cref="KafkaConsumer{TKey, TValue}.StartAsync"/>.</returns>
     /// <exception cref="OptionsValidationException">The options are invalid or no handler is set; the message lists every problem.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The librdkafka the application loaded before KafkaKit (see docs/packaging.md) is older than the one Confluent.Kafka
+    /// ships with; the message names its file and version and the fix.
+    /// </exception>
     public KafkaConsumer<TKey, TValue> Build()
     {
+        Librdkafka.DescribeOnce(_loggerFactory.CreateLogger("KafkaKit.Librdkafka"));
         var defaults = new Dictionary<string, string>
         {
             ["enable.auto.commit"] = "true",

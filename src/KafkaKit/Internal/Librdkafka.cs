@@ -1,7 +1,8 @@
-using System.Diagnostics;
 using System.Reflection;
 using System.Runtime.InteropServices;
 using Confluent.Kafka;
+using KafkaKit.Diagnostics;
+using Microsoft.Extensions.Logging;
 
 namespace KafkaKit.Internal;
 
@@ -9,11 +10,10 @@ namespace KafkaKit.Internal;
 /// The librdkafka image Confluent.Kafka loaded, for the few C calls Confluent.Kafka does not expose.
 /// </summary>
 /// <remarks>
-/// P/Invoke must reach the very image Confluent.Kafka loaded, not a second copy: on Debian the default linux-x64
-/// librdkafka.so cannot load (it links libsasl2.so.3) and Confluent.Kafka falls back to another variant. So the process
-/// is asked which librdkafka image is mapped instead of guessing a file name.
+/// P/Invoke must reach the very image Confluent.Kafka loaded, not a second copy: <see cref="LibrdkafkaImage"/> chooses
+/// that image (the build shipped with Confluent.Kafka) and makes Confluent.Kafka use it.
 /// </remarks>
-internal static partial class Librdkafka
+internal static unsafe partial class Librdkafka
 {
     internal const string LibraryName = "librdkafka";
 
@@ -21,15 +21,26 @@ internal static partial class Librdkafka
     internal const int PurgeInFlight = 0x2;
     internal const int PurgeNonBlocking = 0x4;
 
-    private static readonly Lazy<IntPtr> LoadedImage = new(LoadImage, LazyThreadSafetyMode.ExecutionAndPublication);
-    private static readonly HashSet<Assembly> BoundAssemblies = [];
+    private static readonly Lazy<LibrdkafkaImage> LoadedImage = new(
+        static () => LibrdkafkaImage.Load(ReadDefaultConf), LazyThreadSafetyMode.ExecutionAndPublication);
 
-    /// <summary>Gets the handle of the loaded librdkafka image, loading it through Confluent.Kafka first.</summary>
-    /// <exception cref="InvalidOperationException">No librdkafka image could be found in the process.</exception>
-    internal static IntPtr Handle => LoadedImage.Value;
+    private static readonly HashSet<Assembly> BoundAssemblies = [];
+    private static int _described;
+
+    /// <summary>Gets the loaded librdkafka image, loading it (and making Confluent.Kafka use it) first.</summary>
+    /// <exception cref="InvalidOperationException">
+    /// The image the application loaded before KafkaKit is older than the one Confluent.Kafka ships with, or no librdkafka
+    /// image could be found in the process.
+    /// </exception>
+    internal static LibrdkafkaImage Image => LoadedImage.Value;
+
+    /// <summary>Gets the handle of the loaded librdkafka image, loading it first.</summary>
+    /// <exception cref="InvalidOperationException">See <see cref="Image"/>.</exception>
+    internal static IntPtr Handle => Image.Handle;
 
     /// <summary>Binds <paramref name="assembly"/>'s <c>librdkafka</c> P/Invokes to the image Confluent.Kafka loaded.</summary>
     /// <param name="assembly">The assembly whose DllImports name <see cref="LibraryName"/>.</param>
+    /// <exception cref="InvalidOperationException">See <see cref="Image"/>.</exception>
     internal static void BindImports(Assembly assembly)
     {
         _ = Handle;
@@ -39,6 +50,25 @@ internal static partial class Librdkafka
             {
                 NativeLibrary.SetDllImportResolver(assembly, static (name, _, _) => name == LibraryName ? Handle : IntPtr.Zero);
             }
+        }
+    }
+
+    /// <summary>
+    /// Logs, once per process, which librdkafka the clients run on: version, file, variant and the features that build
+    /// lacks. Called by the first client built.
+    /// </summary>
+    /// <param name="logger">The first client's logger.</param>
+    internal static void DescribeOnce(ILogger logger)
+    {
+        var image = Image;
+        if (Interlocked.Exchange(ref _described, 1) == 0)
+        {
+            LibrdkafkaLog.Loaded(
+                logger,
+                image.Version,
+                image.File,
+                image.Variant,
+                image.MissingFeatures.Count == 0 ? "none" : string.Join(", ", image.MissingFeatures));
         }
     }
 
@@ -109,22 +139,35 @@ internal static partial class Librdkafka
     private static SafeHandle? NativeHandleOf(Handle handle) =>
         typeof(Handle).GetProperty("LibrdkafkaHandle", BindingFlags.Instance | BindingFlags.NonPublic)?.GetValue(handle) as SafeHandle;
 
-    private static IntPtr LoadImage()
+    // Reads a property of a default rd_kafka_conf_t, through the image's exports directly: the LibraryImports of this
+    // class resolve through Handle, which is still being set when this runs.
+    private static string? ReadDefaultConf(IntPtr image, string name)
     {
-        _ = Library.Version; // forces Confluent.Kafka to choose and load its librdkafka variant
-        using var process = Process.GetCurrentProcess();
-        foreach (ProcessModule module in process.Modules)
+        var confNew = (delegate* unmanaged[Cdecl]<IntPtr>)NativeLibrary.GetExport(image, "rd_kafka_conf_new");
+        var confGet = (delegate* unmanaged[Cdecl]<IntPtr, byte*, byte*, UIntPtr*, int>)NativeLibrary.GetExport(image, "rd_kafka_conf_get");
+        var confDestroy = (delegate* unmanaged[Cdecl]<IntPtr, void>)NativeLibrary.GetExport(image, "rd_kafka_conf_destroy");
+        var conf = confNew();
+        try
         {
-            var name = module.ModuleName ?? string.Empty;
-            if (name.Contains(LibraryName, StringComparison.OrdinalIgnoreCase)
-                && !name.Contains("librdkafkacpp", StringComparison.OrdinalIgnoreCase))
+            var nameBytes = System.Text.Encoding.UTF8.GetBytes(name + "\0");
+            var value = new byte[1024];
+            var size = (UIntPtr)value.Length;
+            fixed (byte* namePointer = nameBytes)
+            fixed (byte* valuePointer = value)
             {
-                return NativeLibrary.Load(module.FileName);
+                if (confGet(conf, namePointer, valuePointer, &size) != 0)
+                {
+                    return null;
+                }
             }
-        }
 
-        throw new InvalidOperationException(
-            "Confluent.Kafka reported librdkafka as loaded, but no librdkafka image is mapped in this process.");
+            var length = Array.IndexOf(value, (byte)0);
+            return System.Text.Encoding.UTF8.GetString(value, 0, length < 0 ? value.Length : length);
+        }
+        finally
+        {
+            confDestroy(conf);
+        }
     }
 
     /// <summary>

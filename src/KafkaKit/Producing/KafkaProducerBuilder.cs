@@ -118,8 +118,13 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
     /// problem, secret values redacted.
     /// </exception>
     /// <exception cref="ArgumentException">librdkafka refused the combination of properties (each one alone is valid).</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The librdkafka the application loaded before KafkaKit (see docs/packaging.md) is older than the one Confluent.Kafka
+    /// ships with; the message names its file and version and the fix.
+    /// </exception>
     public IKafkaProducer<TKey, TValue> Build()
     {
+        Librdkafka.DescribeOnce(_loggerFactory.CreateLogger("KafkaKit.Librdkafka"));
         var merged = ClientProperties.Merge(_name, Defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
         var problems = new List<string>(_options.Validate());
         ClientProperties.RequireBootstrapServers(merged, "Producer", _name, problems);
