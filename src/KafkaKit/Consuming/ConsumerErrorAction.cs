@@ -5,7 +5,8 @@ public enum ConsumerErrorAction
 {
     /// <summary>
     /// Stop the consumer: the failed message's offset is not committed, so the next owner of the partition receives it
-    /// first. Nothing is lost or skipped; the consumer's health turns unhealthy. The default.
+    /// first. Nothing is lost or skipped; the consumer's health turns unhealthy. A consumer run by the host then stops the
+    /// application too, unless <see cref="KafkaConsumerOptions.OnFault"/> says to keep it running. The default.
     /// </summary>
     Stop = 0,
 

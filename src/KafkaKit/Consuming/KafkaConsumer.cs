@@ -147,6 +147,15 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>Gets the number of offset commits that failed so far (each logged; later commits carry the offsets).</summary>
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
 
+    /// <summary>Waits until the poll thread has stopped, for whatever reason (never throws); <see cref="State"/> then says how.</summary>
+    /// <returns>A task that completes when the consumer has stopped.</returns>
+#pragma warning disable VSTHRD003 // the task of a completion source this class owns and completes (continuations run asynchronously)
+    internal Task WhenStoppedAsync() => _stopped.Task;
+#pragma warning restore VSTHRD003
+
+    /// <summary>Gets the options the consumer was built with.</summary>
+    internal KafkaConsumerOptions Options => _options;
+
     /// <summary>
     /// Creates the librdkafka consumer, subscribes and starts the poll thread. Returns at once: joining the group and
     /// reaching the cluster happen in the background (failures are logged and retried).
@@ -841,7 +850,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     {
         if (Interlocked.CompareExchange(ref _fault, fault, null) is null)
         {
-            ConsumerLog.Faulted(_logger, fault, Name, fault.Message);
+            ConsumerLog.Faulted(_logger, fault, Name, fault.Message.TrimEnd('.'));
         }
 
         _stopRequested = true;
@@ -881,7 +890,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                     {
                         await _handler(result, cancellationToken).ConfigureAwait(false);
                     }
-                    catch (Exception e) when (retries && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+                    catch (Exception e) when (retries && e is not HandlerUnavailableException && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
                     {
                         firstFailure = ExceptionDispatchInfo.Capture(e);
                     }
@@ -914,6 +923,13 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
+                return false;
+            }
+            catch (HandlerUnavailableException e)
+            {
+                // A configuration error, not a failure of this message: no retry, no OnError; the offset stays uncommitted.
+                KafkaKitTracing.Fail(activity, e);
+                Fail(e);
                 return false;
             }
             catch (Exception e)
@@ -977,7 +993,10 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 }
 
             default:
-                Fail(new InvalidOperationException($"Handling {raw.TopicPartitionOffset} failed ({stage}); OnError is Stop, so the consumer stops and the offset is not committed.", error));
+                Fail(new InvalidOperationException(
+                    $"Handling {raw.Topic} [{raw.Partition.Value}] @{raw.Offset.Value} failed ({stage}); OnError is Stop, so the consumer stops and offset {raw.Offset.Value} is not committed (the partition's next owner receives this message first). "
+                    + "To go on past such a message, set the consumer's OnError to DeadLetter (the message goes to the dead-letter topic) or Skip.",
+                    error));
                 return false;
         }
     }

@@ -82,6 +82,13 @@ public sealed class KafkaConsumerOptions
     /// <summary>Gets or sets what happens to a message whose handling failed after retries, or that could not be deserialized. Default: <see cref="ConsumerErrorAction.Stop"/>.</summary>
     public ConsumerErrorAction OnError { get; set; } = ConsumerErrorAction.Stop;
 
+    /// <summary>
+    /// Gets or sets what the application does when this consumer stops on an error (see <see cref="KafkaConsumerState.Faulted"/>).
+    /// Applies only to a consumer run by the host (<c>AddConsumer</c>); a consumer you build and start yourself only stops.
+    /// Default: <see cref="ConsumerFaultBehavior.StopHost"/> (the application stops with exit code 1).
+    /// </summary>
+    public ConsumerFaultBehavior OnFault { get; set; } = ConsumerFaultBehavior.StopHost;
+
     /// <summary>Gets or sets the dead-letter topic for <see cref="ConsumerErrorAction.DeadLetter"/>. Default: the source topic + <c>".DLT"</c>.</summary>
     public string? DeadLetterTopic { get; set; }
 
@@ -134,6 +141,7 @@ public sealed class KafkaConsumerOptions
         Check(problems, ShutdownTimeout >= TimeSpan.Zero, $"ShutdownTimeout is {ShutdownTimeout}; it must be 0 or more.");
         Check(problems, CloseTimeout >= TimeSpan.Zero, $"CloseTimeout is {CloseTimeout}; it must be 0 or more.");
         Check(problems, Enum.IsDefined(OnError), $"OnError is {(int)OnError}; it must be Stop, DeadLetter or Skip.");
+        Check(problems, Enum.IsDefined(OnFault), $"OnFault is {(int)OnFault}; it must be StopHost or KeepHostRunning.");
         Check(problems, Enum.IsDefined(AssignmentStrategy), $"AssignmentStrategy is {(int)AssignmentStrategy}; it must be CooperativeSticky, Range or RoundRobin.");
         Check(problems, DeadLetterTopic is null || !string.IsNullOrWhiteSpace(DeadLetterTopic), "DeadLetterTopic is blank; leave it unset for '<topic>.DLT' or name a topic.");
         if (properties.TryGetValue("enable.auto.offset.store", out var store) && string.Equals(store.Trim(), "true", StringComparison.OrdinalIgnoreCase))
