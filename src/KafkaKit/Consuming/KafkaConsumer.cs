@@ -54,6 +54,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly DeadLetterPublisher? _deadLetters;
     private readonly RebalanceCallbacks _callbacks;
     private readonly ILogger _logger;
+    private readonly ClientLogSummariser _logSummariser;
     private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
     private readonly SemaphoreSlim _concurrency;
     private readonly CancellationTokenSource _stopHard = new();
@@ -96,6 +97,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _deadLetters = deadLetters;
         _callbacks = callbacks;
         _logger = logger;
+        _logSummariser = new ClientLogSummariser(logger, name, TimeProvider.System);
         _concurrency = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
     }
@@ -171,12 +173,13 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
 
         ConsumerLog.Starting(_logger, Name, _config.GroupId, string.Join(", ", _options.Topics), _options.AssignmentStrategy.ToString(),
-            _config.AutoOffsetReset?.ToString() ?? "latest", ConfigText.Redacted(_config));
+            _config.Get("auto.offset.reset") ?? "latest");
+        ConsumerLog.Configuration(_logger, Name, ConfigText.Redacted(_config));
         try
         {
             _consumer = new ConsumerBuilder<byte[]?, byte[]?>(_config)
                 .SetErrorHandler((_, error) => OnError(error))
-                .SetLogHandler((_, message) => ClientLog.Forward(_logger, message))
+                .SetLogHandler((_, message) => ClientLog.Forward(_logSummariser, message))
                 .SetOffsetsCommittedHandler((_, committed) => OnCommitted(committed))
                 .SetStatisticsHandler((_, json) => OnStatistics(json))
                 .SetPartitionsAssignedHandler((_, partitions) => OnAssigned(partitions))
@@ -492,6 +495,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             _workers.Clear();
             _assignment = [];
             consumer.Dispose();
+            _logSummariser.Dispose();
             _deadLetters?.Dispose();
             _lagGauge?.Dispose();
             var final = Fault is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted;
@@ -778,7 +782,10 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             return;
         }
 
-        ConsumerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        if (_logSummariser.ShouldLog(LogLevel.Warning, error.Reason))
+        {
+            ConsumerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        }
     }
 
     /// <summary>
