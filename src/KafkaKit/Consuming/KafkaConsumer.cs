@@ -55,6 +55,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly RebalanceCallbacks _callbacks;
     private readonly ILogger _logger;
     private readonly ClientLogSummariser _logSummariser;
+    private readonly PatternSubscriptionWatch? _patternWatch;
     private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
     private readonly SemaphoreSlim _concurrency;
     private readonly CancellationTokenSource _stopHard = new();
@@ -67,6 +68,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private Exception? _fault;
     private long _lastPollTimestamp;
     private int _pausedCount; // poll thread only
+    private TopicPartition[]? _watchedAssignment; // poll thread only: the assignment the pattern watch last saw
     private long _bufferedBytes; // poll thread only: estimate of all buffers, exact at each maintenance
     private List<System.Diagnostics.Metrics.Measurement<long>> _lags = [];
     private IDisposable? _lagGauge;
@@ -98,6 +100,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _callbacks = callbacks;
         _logger = logger;
         _logSummariser = new ClientLogSummariser(logger, name, TimeProvider.System);
+        _patternWatch = PatternSubscriptionWatch.For(name, options.Topics, config, logger, () => State == KafkaConsumerState.Running ? ClientHandle : null);
         _concurrency = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
     }
@@ -145,6 +148,9 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>Gets the librdkafka properties the client is built with (KafkaKit's defaults and the user's, merged).</summary>
+    internal ConsumerConfig Config => _config;
 
     /// <summary>Gets the number of offset commits that failed so far (each logged; later commits carry the offsets).</summary>
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
@@ -287,6 +293,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 {
                     lastMaintenance = Stopwatch.GetTimestamp();
                     Maintain(consumer);
+                    WatchPatterns();
                 }
             }
         }
@@ -322,6 +329,20 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             worker.Paused = true;
             _pausedCount++;
             ConsumerLog.PartitionPaused(_logger, Name, worker.Partition, worker.Buffered, _bufferedBytes);
+        }
+    }
+
+    /// <summary>
+    /// Has the pattern watch list the matched topics at the first poll and after each assignment change: librdkafka
+    /// rejoins the group whenever the topics its patterns match change.
+    /// </summary>
+    private void WatchPatterns()
+    {
+        var assignment = _assignment;
+        if (_patternWatch is not null && !ReferenceEquals(assignment, _watchedAssignment))
+        {
+            _watchedAssignment = assignment;
+            _patternWatch.Signal();
         }
     }
 

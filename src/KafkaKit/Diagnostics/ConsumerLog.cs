@@ -80,4 +80,16 @@ internal static partial class ConsumerLog
 
     [LoggerMessage(2040, LogLevel.Debug, "Consumer {Name} configuration (secrets masked): {Config}")]
     public static partial void Configuration(ILogger logger, string name, string config);
+
+    [LoggerMessage(2041, LogLevel.Information, "Consumer {Name}: subscription pattern {Pattern} started matching {Count} topics: {Topics}")]
+    public static partial void PatternStartedMatching(ILogger logger, string name, string pattern, int count, string topics);
+
+    [LoggerMessage(2042, LogLevel.Information, "Consumer {Name}: subscription pattern {Pattern} stopped matching {Count} topics: {Topics}")]
+    public static partial void PatternStoppedMatching(ILogger logger, string name, string pattern, int count, string topics);
+
+    [LoggerMessage(2043, LogLevel.Information, "Consumer {Name}: subscription pattern {Pattern} matches no topic yet; a matching topic created later is found at a metadata refresh (every {IntervalMs} ms, topic.metadata.refresh.interval.ms).")]
+    public static partial void PatternMatchesNothing(ILogger logger, string name, string pattern, int intervalMs);
+
+    [LoggerMessage(2044, LogLevel.Debug, "Consumer {Name}: listing the topics the subscription patterns match failed; the next assignment change lists them again.")]
+    public static partial void PatternCheckFailed(ILogger logger, Exception exception, string name);
 }
