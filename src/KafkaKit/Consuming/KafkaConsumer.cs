@@ -54,6 +54,8 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly DeadLetterPublisher? _deadLetters;
     private readonly RebalanceCallbacks _callbacks;
     private readonly ILogger _logger;
+    private readonly ClientLogSummariser _logSummariser;
+    private readonly PatternSubscriptionWatch? _patternWatch;
     private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
     private readonly SemaphoreSlim _concurrency;
     private readonly CancellationTokenSource _stopHard = new();
@@ -66,6 +68,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private Exception? _fault;
     private long _lastPollTimestamp;
     private int _pausedCount; // poll thread only
+    private TopicPartition[]? _watchedAssignment; // poll thread only: the assignment the pattern watch last saw
     private long _bufferedBytes; // poll thread only: estimate of all buffers, exact at each maintenance
     private List<System.Diagnostics.Metrics.Measurement<long>> _lags = [];
     private IDisposable? _lagGauge;
@@ -96,6 +99,8 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _deadLetters = deadLetters;
         _callbacks = callbacks;
         _logger = logger;
+        _logSummariser = new ClientLogSummariser(logger, name, TimeProvider.System);
+        _patternWatch = PatternSubscriptionWatch.For(name, options.Topics, config, logger, () => State == KafkaConsumerState.Running ? ClientHandle : null);
         _concurrency = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
     }
@@ -144,6 +149,9 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
     }
 
+    /// <summary>Gets the librdkafka properties the client is built with (KafkaKit's defaults and the user's, merged).</summary>
+    internal ConsumerConfig Config => _config;
+
     /// <summary>Gets the number of offset commits that failed so far (each logged; later commits carry the offsets).</summary>
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
 
@@ -180,12 +188,13 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
 
         ConsumerLog.Starting(_logger, Name, _config.GroupId, string.Join(", ", _options.Topics), _options.AssignmentStrategy.ToString(),
-            _config.AutoOffsetReset?.ToString() ?? "latest", ConfigText.Redacted(_config));
+            _config.Get("auto.offset.reset") ?? "latest");
+        ConsumerLog.Configuration(_logger, Name, ConfigText.Redacted(_config));
         try
         {
             _consumer = new ConsumerBuilder<byte[]?, byte[]?>(_config)
                 .SetErrorHandler((_, error) => OnError(error))
-                .SetLogHandler((_, message) => ClientLog.Forward(_logger, message))
+                .SetLogHandler((_, message) => ClientLog.Forward(_logSummariser, message))
                 .SetOffsetsCommittedHandler((_, committed) => OnCommitted(committed))
                 .SetStatisticsHandler((_, json) => OnStatistics(json))
                 .SetPartitionsAssignedHandler((_, partitions) => OnAssigned(partitions))
@@ -293,6 +302,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 {
                     lastMaintenance = Stopwatch.GetTimestamp();
                     Maintain(consumer);
+                    WatchPatterns();
                 }
             }
         }
@@ -328,6 +338,20 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             worker.Paused = true;
             _pausedCount++;
             ConsumerLog.PartitionPaused(_logger, Name, worker.Partition, worker.Buffered, _bufferedBytes);
+        }
+    }
+
+    /// <summary>
+    /// Has the pattern watch list the matched topics at the first poll and after each assignment change: librdkafka
+    /// rejoins the group whenever the topics its patterns match change.
+    /// </summary>
+    private void WatchPatterns()
+    {
+        var assignment = _assignment;
+        if (_patternWatch is not null && !ReferenceEquals(assignment, _watchedAssignment))
+        {
+            _watchedAssignment = assignment;
+            _patternWatch.Signal();
         }
     }
 
@@ -501,6 +525,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             _workers.Clear();
             _assignment = [];
             consumer.Dispose();
+            _logSummariser.Dispose();
             _deadLetters?.Dispose();
             _lagGauge?.Dispose();
             var final = Fault is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted;
@@ -787,7 +812,10 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             return;
         }
 
-        ConsumerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        if (_logSummariser.ShouldLog(LogLevel.Warning, error.Reason))
+        {
+            ConsumerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        }
     }
 
     /// <summary>

@@ -168,6 +168,13 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             defaults["group.id"] = _options.GroupId;
         }
 
+        if (_options.Topics.Any(t => t is not null && t.StartsWith('^')))
+        {
+            // A pattern sees topics created later only at a metadata refresh (librdkafka's default interval: 300 s). The
+            // user's value (shared Client or Config) wins in the merge below.
+            defaults["topic.metadata.refresh.interval.ms"] = KafkaConsumerOptions.PatternMetadataRefreshIntervalMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
         var merged = ClientProperties.Merge(_name, defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
         var problems = _options.Validate(merged);
         ClientProperties.RequireBootstrapServers(merged, "Consumer", _name, problems);

@@ -8,6 +8,13 @@ public sealed class KafkaConsumerOptions
     /// <summary>librdkafka's default <c>max.poll.interval.ms</c>.</summary>
     internal const int DefaultMaxPollIntervalMs = 300_000;
 
+    /// <summary>
+    /// KafkaKit's <c>topic.metadata.refresh.interval.ms</c> for a subscription with a pattern (librdkafka's default is
+    /// 300,000 ms): a matching topic created later is found within this interval, and the rebalance that follows (a few
+    /// seconds) still fits in 30 s.
+    /// </summary>
+    internal const int PatternMetadataRefreshIntervalMs = 10_000;
+
     /// <summary>Gets or sets the initial brokers, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Overrides the shared value when set.</summary>
     public string? BootstrapServers { get; set; }
 
@@ -18,6 +25,13 @@ public sealed class KafkaConsumerOptions
     /// Gets the topics to subscribe to. An entry starting with <c>^</c> is a regular expression matched against every
     /// topic in the cluster (librdkafka semantics). At least one is required.
     /// </summary>
+    /// <remarks>
+    /// librdkafka finds the topics a pattern matches in the cluster metadata, which it refreshes every
+    /// <c>topic.metadata.refresh.interval.ms</c>. With a pattern, KafkaKit sets that to 10,000 ms unless
+    /// <see cref="Config"/> or the shared <c>Client</c> properties set it (librdkafka's default is 300,000 ms), so a topic
+    /// created later is consumed within about 10 s plus one rebalance. The cost: one metadata request for every topic in
+    /// the cluster every 10 s per consumer. The topics a pattern starts or stops matching are logged (events 2041-2043).
+    /// </remarks>
     public IList<string> Topics { get; } = new List<string>();
 
     /// <summary>

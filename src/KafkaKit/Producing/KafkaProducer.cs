@@ -38,6 +38,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly MessageSize _size;
     private readonly int _maxMessageBytes;
     private readonly DeliveryPump _pump;
+    private readonly ClientLogSummariser _logSummariser;
     private Error? _fatalError;
     private int _disposed;
     private int _producing;
@@ -68,6 +69,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         _withoutCallback = OnDeliveryWithoutCallback;
         _size = MessageSize.For(config);
         _maxMessageBytes = config.MessageMaxBytes ?? DefaultMessageMaxBytes;
+        _logSummariser = new ClientLogSummariser(logger, name, timeProvider);
 
         // librdkafka checks the properties together here (each one alone was checked at Build), before the limits below
         // are read.
@@ -91,7 +93,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
                 .SetKeySerializer(keySerializer)
                 .SetValueSerializer(valueSerializer)
                 .SetErrorHandler((_, error) => OnError(error))
-                .SetLogHandler((_, message) => ClientLog.Forward(logger, message))
+                .SetLogHandler((_, message) => ClientLog.Forward(_logSummariser, message))
                 .Build();
         }
         catch (InvalidOperationException e)
@@ -105,7 +107,8 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         _gate = new BackpressureGate(
             maxMessages <= 0 ? BackpressureGate.Unlimited : maxMessages,
             (config.QueueBufferingMaxKbytes ?? 1_048_576) * 1024L);
-        ProducerLog.Started(logger, name, ConfigText.Redacted(config));
+        ProducerLog.Started(logger, name, config.BootstrapServers ?? "", config.Get("acks") ?? "all", config.Get("enable.idempotence") ?? "false");
+        ProducerLog.Configuration(logger, name, ConfigText.Redacted(config));
         _pump = new DeliveryPump(_producer.Poll, _producer.Flush, e => ProducerLog.PumpFailed(logger, e, name), name);
         var gaugeTags = new KeyValuePair<string, object?>[] { new("messaging.system", "kafka"), new("messaging.client.id", name) };
         _queueGauge = KafkaKitMetrics.ObserveQueue(() => [new System.Diagnostics.Metrics.Measurement<long>(_gate.Messages, gaugeTags)]);
@@ -313,6 +316,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
 
         _queueGauge.Dispose();
         _producer.Dispose();
+        _logSummariser.Dispose();
         ProducerLog.Disposed(_logger, Name);
     }
 
@@ -596,7 +600,10 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             return;
         }
 
-        ProducerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        if (_logSummariser.ShouldLog(LogLevel.Warning, error.Reason))
+        {
+            ProducerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        }
     }
 
     /// <summary>Puts the producer in the faulted state once (the first fatal error wins; one critical log line).</summary>
