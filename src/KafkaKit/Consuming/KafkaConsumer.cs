@@ -144,6 +144,9 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
     }
 
+    /// <summary>Gets the dead-letter publisher with <see cref="ConsumerErrorAction.DeadLetter"/>, or <see langword="null"/>.</summary>
+    internal DeadLetterPublisher? DeadLetters => _deadLetters;
+
     /// <summary>Gets the number of offset commits that failed so far (each logged; later commits carry the offsets).</summary>
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
 
@@ -492,7 +495,9 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             _workers.Clear();
             _assignment = [];
             consumer.Dispose();
-            _deadLetters?.Dispose();
+            // Dead-letter messages still in flight get what is left of the stop's bound (ShutdownTimeout from the start
+            // of the stop, then CloseTimeout), so StopAsync returns within its documented bound; the rest is purged.
+            _deadLetters?.Close(_stopHard.IsCancellationRequested ? TimeSpan.Zero : Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline) + _options.CloseTimeout);
             _lagGauge?.Dispose();
             var final = Fault is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted;
             Volatile.Write(ref _state, (int)final);

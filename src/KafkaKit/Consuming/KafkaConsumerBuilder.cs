@@ -145,28 +145,8 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     /// <exception cref="OptionsValidationException">The options are invalid or no handler is set; the message lists every problem.</exception>
     public KafkaConsumer<TKey, TValue> Build()
     {
-        var defaults = new Dictionary<string, string>
-        {
-            ["enable.auto.commit"] = "true",
-            ["enable.auto.offset.store"] = "false",
-            ["auto.offset.reset"] = "earliest",
-            ["partition.assignment.strategy"] = _options.AssignmentStrategy switch
-            {
-                PartitionAssignmentStrategy.Range => "range",
-                PartitionAssignmentStrategy.RoundRobin => "roundrobin",
-                _ => "cooperative-sticky",
-            },
-            ["auto.commit.interval.ms"] = ((int)_options.CommitInterval.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
-        };
-        if (!string.IsNullOrWhiteSpace(_options.GroupId))
-        {
-            defaults["group.id"] = _options.GroupId;
-        }
-
-        var merged = ClientProperties.Merge(_name, defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
-        var problems = _options.Validate(merged);
-        ClientProperties.RequireBootstrapServers(merged, "Consumer", _name, problems);
-        Librdkafka.Check(merged, $"Consumer '{_name}'", problems);
+        var problems = new List<string>();
+        var merged = _options.Resolve(_name, _shared, problems).Values;
         if (_handler is null)
         {
             problems.Add($"Consumer '{_name}' has no handler: call SetHandler (or register one with AddConsumer<TKey, TValue, THandler>).");
@@ -174,26 +154,19 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
 
         if (problems.Count > 0)
         {
-            throw new OptionsValidationException(_name, typeof(KafkaConsumerOptions), problems);
+            throw new OptionsValidationException(_name, typeof(KafkaConsumerOptions), problems.Distinct());
         }
 
         var logger = _loggerFactory.CreateLogger("KafkaKit.Consumer");
         DeadLetterPublisher? deadLetters = null;
         if (_options.OnError == ConsumerErrorAction.DeadLetter)
         {
-            var producerConfig = ClientProperties.Merge(
-                _name + "-dlt",
-                [new("enable.idempotence", "true"), new("acks", "all")],
-                _shared?.BootstrapServers,
-                _shared?.Client,
-                _options.BootstrapServers ?? (merged.TryGetValue("bootstrap.servers", out var servers) ? servers : null),
-                []);
-            deadLetters = new DeadLetterPublisher(producerConfig, _options.DeadLetterTopic);
+            deadLetters = new DeadLetterPublisher(_name, merged, _options.DeadLetterTopic, logger);
         }
 
         return new KafkaConsumer<TKey, TValue>(
             _name,
-            new ConsumerConfig(merged),
+            new ConsumerConfig(merged.ToDictionary(StringComparer.Ordinal)),
             _options,
             _keyDeserializer ?? KafkaSerializers.DeserializerFor<TKey>(),
             _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(),

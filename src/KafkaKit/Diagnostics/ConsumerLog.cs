@@ -77,4 +77,13 @@ internal static partial class ConsumerLog
 
     [LoggerMessage(2023, LogLevel.Information, "Consumer {Name}: the final commit was refused: {Reason} ({Code}); polling until this member has rejoined, then committing again (within ShutdownTimeout).")]
     public static partial void FinalCommitRetrying(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(2060, LogLevel.Information, "Consumer {Name}: dead-letter producer created ({Config}).")]
+    public static partial void DeadLetterProducerCreated(ILogger logger, string name, string config);
+
+    [LoggerMessage(2061, LogLevel.Warning, "Consumer {Name}: dead-letter producer: {Reason} ({Code}).")]
+    public static partial void DeadLetterProducerError(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(2062, LogLevel.Warning, "Consumer {Name}: {Undelivered} dead-letter messages were not delivered within {Timeout} at stop; they were purged (their source offsets were not committed, so they are consumed again).")]
+    public static partial void DeadLetterPurged(ILogger logger, string name, int undelivered, TimeSpan timeout);
 }
