@@ -16,10 +16,17 @@ public sealed class KafkaConsumerOptions
     /// <summary>The default of <see cref="CommitInterval"/>: 5 s.</summary>
     internal static readonly TimeSpan DefaultCommitInterval = TimeSpan.FromSeconds(5);
 
-    /// <summary>Gets or sets the initial brokers, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Overrides the shared value when set.</summary>
+    /// <summary>
+    /// Gets or sets the initial brokers, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Overrides the shared
+    /// value when set; a different <c>bootstrap.servers</c> in <see cref="Config"/> is refused.
+    /// </summary>
     public string? BootstrapServers { get; set; }
 
-    /// <summary>Gets or sets the consumer group id (librdkafka <c>group.id</c>). Required.</summary>
+    /// <summary>
+    /// Gets or sets the consumer group id (librdkafka <c>group.id</c>). Required, here or as <c>group.id</c> in
+    /// <see cref="Config"/> or the shared <c>KafkaKit:Client</c> (this one wins over the shared one; a different
+    /// <c>group.id</c> in <see cref="Config"/> is refused).
+    /// </summary>
     public string? GroupId { get; set; }
 
     /// <summary>
@@ -37,7 +44,11 @@ public sealed class KafkaConsumerOptions
     /// </summary>
     public IDictionary<string, string> Config { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
 
-    /// <summary>Gets or sets the rebalance protocol. Default: <see cref="PartitionAssignmentStrategy.CooperativeSticky"/>.</summary>
+    /// <summary>
+    /// Gets or sets the rebalance protocol (librdkafka <c>partition.assignment.strategy</c>). Default:
+    /// <see cref="PartitionAssignmentStrategy.CooperativeSticky"/>; left at the default, a <c>partition.assignment.strategy</c>
+    /// in <see cref="Config"/> or <c>KafkaKit:Client</c> wins; set to another value, a different one in <see cref="Config"/> is refused.
+    /// </summary>
     public PartitionAssignmentStrategy AssignmentStrategy { get; set; } = DefaultAssignmentStrategy;
 
     /// <summary>Gets or sets how many partitions are handled at the same time. Default: 16. Range 1 to 10,000.</summary>
@@ -61,7 +72,11 @@ public sealed class KafkaConsumerOptions
     /// </summary>
     public long MaxBufferedBytes { get; set; } = 64L * 1024 * 1024;
 
-    /// <summary>Gets or sets how often stored offsets are committed (librdkafka <c>auto.commit.interval.ms</c>). Default: 5 s.</summary>
+    /// <summary>
+    /// Gets or sets how often stored offsets are committed (librdkafka <c>auto.commit.interval.ms</c>). Default: 5 s. Range
+    /// 1 ms to 1 day. Left at the default, an <c>auto.commit.interval.ms</c> in <see cref="Config"/> or <c>KafkaKit:Client</c>
+    /// wins; set to another value, a different one in <see cref="Config"/> is refused.
+    /// </summary>
     public TimeSpan CommitInterval { get; set; } = DefaultCommitInterval;
 
     /// <summary>Gets or sets the poll slice: the longest a single poll waits for a message. Default: 100 ms. Range 1 ms to 5 s.</summary>

@@ -24,7 +24,8 @@ public sealed class KafkaProducerOptions
 
     /// <summary>
     /// Gets or sets the initial brokers, <c>"host:port,host:port"</c> (librdkafka <c>bootstrap.servers</c>). Overrides the
-    /// shared value when set. Default: none (then it must come from the shared options or <see cref="Config"/>).
+    /// shared value when set; a different <c>bootstrap.servers</c> in <see cref="Config"/> is refused. Default: none (then
+    /// it must come from the shared options or <see cref="Config"/>).
     /// </summary>
     public string? BootstrapServers { get; set; }
 
