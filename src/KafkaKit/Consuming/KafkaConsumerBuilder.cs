@@ -1,5 +1,4 @@
 using Confluent.Kafka;
-using KafkaKit.Internal;
 using KafkaKit.Serialization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
