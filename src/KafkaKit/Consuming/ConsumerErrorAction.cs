@@ -13,7 +13,12 @@ public enum ConsumerErrorAction
     /// <summary>
     /// Produce the original key and value bytes and headers, plus headers naming the source topic, partition, offset,
     /// exception type and message, to the dead-letter topic (<see cref="KafkaConsumerOptions.DeadLetterTopic"/>, default
-    /// <c>&lt;topic&gt;.DLT</c>), then go on. If the dead-letter produce itself fails, the consumer stops.
+    /// <c>&lt;topic&gt;.DLT</c>), then go on. If the dead-letter produce itself fails, the consumer stops. The dead-letter
+    /// producer (idempotent, <c>acks=all</c>, <c>client.id</c> = the consumer's + <c>"-dlt"</c>) inherits the consumer's
+    /// librdkafka properties except the consumer-only ones (so its bootstrap servers, security, SASL, SSL and socket
+    /// settings), logs through the consumer's logger, and at stop gets what is left of
+    /// <see cref="KafkaConsumerOptions.ShutdownTimeout"/> + <see cref="KafkaConsumerOptions.CloseTimeout"/> to deliver
+    /// what is in flight (the rest is purged; those offsets were not committed).
     /// </summary>
     DeadLetter = 1,
 

@@ -152,6 +152,9 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>Gets the librdkafka properties the client is built with (KafkaKit's defaults and the user's, merged).</summary>
     internal ConsumerConfig Config => _config;
 
+    /// <summary>Gets the dead-letter publisher with <see cref="ConsumerErrorAction.DeadLetter"/>, or <see langword="null"/>.</summary>
+    internal DeadLetterPublisher? DeadLetters => _deadLetters;
+
     /// <summary>Gets the number of offset commits that failed so far (each logged; later commits carry the offsets).</summary>
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
 
@@ -526,7 +529,9 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             _assignment = [];
             consumer.Dispose();
             _logSummariser.Dispose();
-            _deadLetters?.Dispose();
+            // Dead-letter messages still in flight get what is left of the stop's bound (ShutdownTimeout from the start
+            // of the stop, then CloseTimeout), so StopAsync returns within its documented bound; the rest is purged.
+            _deadLetters?.Close(_stopHard.IsCancellationRequested ? TimeSpan.Zero : Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline) + _options.CloseTimeout);
             _lagGauge?.Dispose();
             var final = Fault is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted;
             Volatile.Write(ref _state, (int)final);

@@ -150,35 +150,8 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     public KafkaConsumer<TKey, TValue> Build()
     {
         Librdkafka.DescribeOnce(_loggerFactory.CreateLogger("KafkaKit.Librdkafka"));
-        var defaults = new Dictionary<string, string>
-        {
-            ["enable.auto.commit"] = "true",
-            ["enable.auto.offset.store"] = "false",
-            ["auto.offset.reset"] = "earliest",
-            ["partition.assignment.strategy"] = _options.AssignmentStrategy switch
-            {
-                PartitionAssignmentStrategy.Range => "range",
-                PartitionAssignmentStrategy.RoundRobin => "roundrobin",
-                _ => "cooperative-sticky",
-            },
-            ["auto.commit.interval.ms"] = ((int)_options.CommitInterval.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
-        };
-        if (!string.IsNullOrWhiteSpace(_options.GroupId))
-        {
-            defaults["group.id"] = _options.GroupId;
-        }
-
-        if (_options.Topics.Any(t => t is not null && t.StartsWith('^')))
-        {
-            // A pattern sees topics created later only at a metadata refresh (librdkafka's default interval: 300 s). The
-            // user's value (shared Client or Config) wins in the merge below.
-            defaults["topic.metadata.refresh.interval.ms"] = KafkaConsumerOptions.PatternMetadataRefreshIntervalMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        }
-
-        var merged = ClientProperties.Merge(_name, defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
-        var problems = _options.Validate(merged);
-        ClientProperties.RequireBootstrapServers(merged, "Consumer", _name, problems);
-        Librdkafka.Check(merged, $"Consumer '{_name}'", problems);
+        var problems = new List<string>();
+        var merged = _options.Resolve(_name, _shared, problems).Values;
         if (_handler is null)
         {
             problems.Add($"Consumer '{_name}' has no handler: call SetHandler (or register one with AddConsumer<TKey, TValue, THandler>).");
@@ -186,26 +159,19 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
 
         if (problems.Count > 0)
         {
-            throw new OptionsValidationException(_name, typeof(KafkaConsumerOptions), problems);
+            throw new OptionsValidationException(_name, typeof(KafkaConsumerOptions), problems.Distinct());
         }
 
         var logger = _loggerFactory.CreateLogger("KafkaKit.Consumer");
         DeadLetterPublisher? deadLetters = null;
         if (_options.OnError == ConsumerErrorAction.DeadLetter)
         {
-            var producerConfig = ClientProperties.Merge(
-                _name + "-dlt",
-                [new("enable.idempotence", "true"), new("acks", "all")],
-                _shared?.BootstrapServers,
-                _shared?.Client,
-                _options.BootstrapServers ?? (merged.TryGetValue("bootstrap.servers", out var servers) ? servers : null),
-                []);
-            deadLetters = new DeadLetterPublisher(producerConfig, _options.DeadLetterTopic);
+            deadLetters = new DeadLetterPublisher(_name, merged, _options.DeadLetterTopic, logger);
         }
 
         return new KafkaConsumer<TKey, TValue>(
             _name,
-            new ConsumerConfig(merged),
+            new ConsumerConfig(merged.ToDictionary(StringComparer.Ordinal)),
             _options,
             _keyDeserializer ?? KafkaSerializers.DeserializerFor<TKey>(),
             _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(),

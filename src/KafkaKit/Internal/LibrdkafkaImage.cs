@@ -176,7 +176,7 @@ internal sealed record LibrdkafkaImage(IntPtr Handle, string File, string Varian
         // Confluent.Kafka's own order: the build with GSSAPI first, then the one without (centos8); alpine on musl.
         return IsMusl()
             ? [("alpine-librdkafka.so", "alpine")]
-            : [("librdkafka.so", "linux (with GSSAPI)"), ("centos8-librdkafka.so", "centos8 (without GSSAPI)")];
+            : [("librdkafka.so", "linux with GSSAPI"), ("centos8-librdkafka.so", "centos8 without GSSAPI")];
     }
 
     private static string RidOs() => OperatingSystem.IsWindows() ? "win" : OperatingSystem.IsMacOS() ? "osx" : "linux";

@@ -157,7 +157,7 @@ public sealed class BadInputMatrixTests
 
         var e = Assert.Throws<OptionsValidationException>(() => new KafkaConsumerBuilder<string, string>("c", options).SetHandler((_, _) => default).Build());
 
-        Assert.That(e!.Failures, Is.EqualTo(new[] { $"MaxConcurrency is {value}; it must be between 1 and 10000." }));
+        Assert.That(e!.Failures, Is.EqualTo(new[] { $"Consumer 'c': MaxConcurrency is {value}; it must be between 1 and 10000." }));
     }
 
     [Test]
@@ -187,7 +187,7 @@ public sealed class BadInputMatrixTests
 
         var e = Assert.Throws<OptionsValidationException>(() => new KafkaConsumerBuilder<string, string>("c", options).SetHandler((_, _) => default).Build());
 
-        Assert.That(e!.Failures, Is.EqualTo(new[] { "Topics has an empty entry." }));
+        Assert.That(e!.Failures, Is.EqualTo(new[] { "Consumer 'c': Topics has an empty entry." }));
     }
 
     // ---- producing ----------------------------------------------------------------------------------------------
