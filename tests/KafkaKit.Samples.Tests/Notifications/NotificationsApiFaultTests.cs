@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Confluent.Kafka;
 using KafkaKit.Samples.Tests.Support;
+using KafkaKit.Tests.Support;
 using KafkaKit.Testing;
 
 namespace KafkaKit.Samples.Tests.Notifications;

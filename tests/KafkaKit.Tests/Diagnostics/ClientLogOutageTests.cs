@@ -45,7 +45,7 @@ public sealed class ClientLogOutageTests
                 }
             },
             cancellationToken);
-        await WaitUntilAsync(() => outcomes.Delivered >= 50, TimeSpan.FromSeconds(20), cancellationToken, outcomes.ToString);
+        await Wait.ForAsync(() => outcomes.Delivered >= 50, TimeSpan.FromSeconds(20), outcomes.ToString, cancellationToken);
 
         // Act: every broker down for the outage, then up; wait for the stream to flow again.
         var before = logs.Lines.Count;
@@ -55,7 +55,7 @@ public sealed class ClientLogOutageTests
         }
 
         var down = Stopwatch.StartNew();
-        await WaitUntilAsync(() => down.Elapsed >= outage, outage + TimeSpan.FromSeconds(5), cancellationToken);
+        await Wait.ForAsync(() => down.Elapsed >= outage, outage + TimeSpan.FromSeconds(5), "down.Elapsed >= outage", cancellationToken);
         // What a person reads: Information and above (librdkafka's Debug lines are off by default).
         var during = logs.Lines.Skip(before).Where(l => l.Level >= LogLevel.Information).ToList();
         for (var b = 1; b <= brokers; b++)
@@ -64,7 +64,7 @@ public sealed class ClientLogOutageTests
         }
 
         var deliveredAtUp = outcomes.Delivered;
-        await WaitUntilAsync(() => outcomes.Delivered >= deliveredAtUp + 50, TimeSpan.FromSeconds(30), cancellationToken, outcomes.ToString);
+        await Wait.ForAsync(() => outcomes.Delivered >= deliveredAtUp + 50, TimeSpan.FromSeconds(30), outcomes.ToString, cancellationToken);
         await stopStream.CancelAsync();
         await stream;
         await producer.DisposeAsync();

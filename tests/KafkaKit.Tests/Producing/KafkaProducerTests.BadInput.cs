@@ -90,11 +90,11 @@ public sealed partial class KafkaProducerTests
         var producer = Build<Null, string>(options, logs);
         await producer.EnqueueAsync(topic, new Message<Null, string> { Value = "queued" }, outcomes.Record, cancellationToken);
         var waiting = producer.EnqueueAsync(topic, new Message<Null, string> { Value = "waiting" }, outcomes.Record, cancellationToken).AsTask();
-        await WaitUntilAsync(() => ((KafkaProducer<Null, string>)producer).WaitingForRoom > 0, TimeSpan.FromSeconds(10), cancellationToken);
+        await Wait.ForAsync(() => ((KafkaProducer<Null, string>)producer).WaitingForRoom > 0, TimeSpan.FromSeconds(10), "((KafkaProducer<Null, string>)producer).WaitingForRoom > 0", cancellationToken);
 
         // Act
         Assert.That(FatalErrorHook.Raise(producer, ErrorCode.OutOfOrderSequenceNumber, "injected by the test"), Is.EqualTo(ErrorCode.NoError));
-        await WaitUntilAsync(() => producer.FatalError is not null, TimeSpan.FromSeconds(10), cancellationToken);
+        await Wait.ForAsync(() => producer.FatalError is not null, TimeSpan.FromSeconds(10), "producer.FatalError is not null", cancellationToken);
         var waiterError = Assert.ThrowsAsync<ProducerFaultedException>(async () => await waiting);
         var enqueueError = Assert.ThrowsAsync<ProducerFaultedException>(async () => await producer.EnqueueAsync(topic, new Message<Null, string> { Value = "after" }, outcomes.Record, cancellationToken));
         var tryEnqueueError = Assert.Throws<ProducerFaultedException>(() => producer.TryEnqueue(topic, new Message<Null, string> { Value = "after" }));

@@ -10,12 +10,9 @@ using KafkaKit.Tests.Support;
 
 namespace KafkaKit.Tests.Producing;
 
-/// <summary>Shared helpers of the producer tests: topics, producers, condition waits.</summary>
+/// <summary>Shared helpers of the producer tests: topics and producers.</summary>
 internal static class ProducerTestKit
 {
-    /// <summary>The poll slice of condition waits.</summary>
-    public static readonly TimeSpan PollSlice = TimeSpan.FromMilliseconds(20);
-
     private static int _topicCounter;
 
     public static string NewTopic(string prefix) => $"{prefix}-{Interlocked.Increment(ref _topicCounter)}-{Guid.NewGuid():N}";
@@ -59,21 +56,6 @@ internal static class ProducerTestKit
     /// <summary>Gets the captured log lines of one event id.</summary>
     public static IEnumerable<CapturingLoggerFactory.LogLine> WithEventId(this CapturingLoggerFactory logs, int eventId) =>
         logs.Lines.Where(l => l.EventId.Id == eventId);
-
-    /// <summary>Waits until <paramref name="condition"/> holds, polling every <see cref="PollSlice"/>; fails at the deadline.</summary>
-    public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, CancellationToken cancellationToken, Func<string>? describe = null)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (clock.Elapsed > timeout)
-            {
-                Assert.Fail($"The condition did not hold within {timeout.TotalSeconds:F1} s. {describe?.Invoke()}");
-            }
-
-            await Task.Delay(PollSlice, cancellationToken);
-        }
-    }
 
     /// <summary>
     /// Checks records of keyed sequences read back from a topic: key <c>key-k</c> carried the values 0 to
