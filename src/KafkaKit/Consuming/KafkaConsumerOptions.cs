@@ -143,7 +143,7 @@ public sealed class KafkaConsumerOptions
 
         if (properties.TryGetValue("enable.auto.commit", out var commit) && string.Equals(commit.Trim(), "false", StringComparison.OrdinalIgnoreCase))
         {
-            problems.Add("Config 'enable.auto.commit=false' is not allowed: KafkaKit commits handled offsets periodically (CommitInterval) and synchronously on revoke and stop; remove it.");
+            problems.Add("Config 'enable.auto.commit=false' is not allowed: KafkaKit commits handled offsets periodically (CommitInterval), on revoke and at stop; remove it.");
         }
 
         // librdkafka's default max.poll.interval.ms is 300000: a RevokeTimeout of 5 minutes is as wrong without the key.
