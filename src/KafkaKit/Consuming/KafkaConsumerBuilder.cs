@@ -116,8 +116,11 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     }
 
     /// <summary>
-    /// Sets the callback run after partitions are revoked, once their handlers finished and their offsets were committed.
-    /// Runs on the poll thread. An exception is logged and ignored.
+    /// Sets the callback run after partitions are revoked, once their handlers finished (or were cancelled after
+    /// <see cref="KafkaConsumerOptions.RevokeTimeout"/>) and their final offsets were stored. When it returns, librdkafka
+    /// commits those offsets (<c>enable.auto.commit</c>) and the member rejoins the group only after that commit; a
+    /// failed commit is logged (event 2004) and counted. Runs on the poll thread, inside the rebalance: keep it short. An
+    /// exception is logged and ignored.
     /// </summary>
     /// <param name="callback">The callback.</param>
     /// <returns>This builder.</returns>

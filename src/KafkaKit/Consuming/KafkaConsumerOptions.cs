@@ -234,7 +234,7 @@ public sealed class KafkaConsumerOptions
 
         if (settings.Is("enable.auto.commit", false))
         {
-            problems.Add($"'enable.auto.commit={properties["enable.auto.commit"]}' (from {settings.PlaceOf("enable.auto.commit")}) is not allowed: KafkaKit commits handled offsets periodically (CommitInterval) and synchronously on revoke and stop; remove it.");
+            problems.Add($"'enable.auto.commit={properties["enable.auto.commit"]}' (from {settings.PlaceOf("enable.auto.commit")}) is not allowed: KafkaKit commits handled offsets periodically (CommitInterval), on revoke and at stop; remove it.");
         }
 
         // librdkafka's default max.poll.interval.ms is 300000: a RevokeTimeout of 5 minutes is as wrong without the key.

@@ -9,10 +9,11 @@ internal static partial class ConsumerLog
     [LoggerMessage(2000, LogLevel.Information, "Consumer {Name} starting: group {GroupId}, topics {Topics}, strategy {Strategy}, auto.offset.reset={Reset} (full configuration at Debug, event 2040).")]
     public static partial void Starting(ILogger logger, string name, string groupId, string topics, string strategy, string reset);
 
-    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned {Partition}, starting at {Position} ({Reason}).")]
-    public static partial void Assigned(ILogger logger, string name, TopicPartition partition, string position, string reason);
+    /// <summary>One line per assignment: each partition as <c>topic [partition] @offset (why)</c>, written once the offsets are known.</summary>
+    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned {Count} partitions, starting at: {Positions}.")]
+    public static partial void Assigned(ILogger logger, string name, int count, string positions);
 
-    [LoggerMessage(2002, LogLevel.Information, "Consumer {Name}: revoked {Count} partitions ({Partitions}); handlers drained in {Elapsed}.")]
+    [LoggerMessage(2002, LogLevel.Information, "Consumer {Name}: revoked {Count} partitions ({Partitions}); handlers drained and final offsets stored in {Elapsed}, committed as the revoke completes.")]
     public static partial void Revoked(ILogger logger, string name, int count, string partitions, TimeSpan elapsed);
 
     [LoggerMessage(2003, LogLevel.Warning, "Consumer {Name}: lost {Count} partitions ({Partitions}); in-flight handlers cancelled, their offsets discarded, nothing committed.")]
