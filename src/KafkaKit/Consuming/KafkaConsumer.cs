@@ -537,6 +537,7 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             // requested, and its calls are bounded by StartLookupTimeout) before the native handle goes. Blocking is
             // fine on this dedicated thread.
             ((IAsyncResult)_startLookup).AsyncWaitHandle.WaitOne();
+            _patternWatch?.WaitForCheck();
             consumer.Dispose();
             _logSummariser.Dispose();
             // Dead-letter messages still in flight get what is left of the stop's bound (ShutdownTimeout from the start

@@ -18,7 +18,7 @@ namespace KafkaKit.Consuming;
 /// </remarks>
 internal sealed class PatternSubscriptionWatch
 {
-    private static readonly TimeSpan MetadataTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan MetadataTimeout = TimeSpan.FromSeconds(5);
 
     private readonly string _name;
     private readonly ILogger _logger;
@@ -26,6 +26,7 @@ internal sealed class PatternSubscriptionWatch
     private readonly int _refreshIntervalMs;
     private readonly (string Pattern, Regex Regex, SortedSet<string>? Matched)[] _patterns;
     private int _requests;
+    private Task _running = Task.CompletedTask; // poll thread
 
     private PatternSubscriptionWatch(string name, ILogger logger, Func<Handle?> handle, int refreshIntervalMs, IEnumerable<string> patterns)
     {
@@ -49,14 +50,21 @@ internal sealed class PatternSubscriptionWatch
         return patterns.Count == 0 ? null : new PatternSubscriptionWatch(name, logger, handle, config.TopicMetadataRefreshIntervalMs ?? 300_000, patterns);
     }
 
-    /// <summary>Asks for a check (any thread; returns at once).</summary>
+    /// <summary>Asks for a check (poll thread; returns at once).</summary>
     public void Signal()
     {
         if (Interlocked.Increment(ref _requests) == 1)
         {
-            new Thread(Run) { IsBackground = true, Name = $"kafkakit-patterns-{_name}" }.Start();
+            _running = Task.Factory.StartNew(Run, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
     }
+
+    /// <summary>
+    /// Waits for a check still running (poll thread, at stop): it calls into the client with its native handle, which
+    /// must outlive the call. Bounded by the metadata request's timeout; checks requested after the stop began return at
+    /// once.
+    /// </summary>
+    public void WaitForCheck() => ((IAsyncResult)_running).AsyncWaitHandle.WaitOne();
 
     private void Run()
     {
