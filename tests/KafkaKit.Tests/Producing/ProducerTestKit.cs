@@ -13,6 +13,9 @@ namespace KafkaKit.Tests.Producing;
 /// <summary>Shared helpers of the producer tests: topics and producers.</summary>
 internal static class ProducerTestKit
 {
+    /// <summary>A bootstrap server where nothing listens: Build never connects, so bad-input tests need no cluster.</summary>
+    public const string Unreachable = "127.0.0.1:9";
+
     private static int _topicCounter;
 
     public static string NewTopic(string prefix) => $"{prefix}-{Interlocked.Increment(ref _topicCounter)}-{Guid.NewGuid():N}";
