@@ -10,7 +10,7 @@ internal static partial class ConsumerLog
     public static partial void Starting(ILogger logger, string name, string groupId, string topics, string strategy, string reset);
 
     /// <summary>One line per assignment: each partition as <c>topic [partition] @offset (why)</c>, written once the offsets are known.</summary>
-    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned {Count} partitions, starting at: {Positions}.")]
+    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned {Count} partitions, starting at: {Positions}")]
     public static partial void Assigned(ILogger logger, string name, int count, string positions);
 
     [LoggerMessage(2002, LogLevel.Information, "Consumer {Name}: revoked {Count} partitions ({Partitions}); handlers drained and final offsets stored in {Elapsed}, committed as the revoke completes.")]
