@@ -225,6 +225,16 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
                 },
                 context,
                 (Producer: this, Topic: topic, Message: message, FirstFailure: firstFailure)).ConfigureAwait(false);
+            if (_circuit is not null && outcome.Exception is BrokenCircuitException open)
+            {
+                // Polly's exception names no Kafka error; its inner exception is the last failure the breaker counted.
+                throw new ProducerCircuitOpenException(
+                    topic,
+                    (open.InnerException as KafkaException)?.Error ?? new Error(ErrorCode.Local_Fail, "recent produces failed"),
+                    open.RetryAfter,
+                    open);
+            }
+
             outcome.ThrowIfException();
             return outcome.Result!;
         }
@@ -479,7 +489,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             // Only the awaiter of the returned task recycles the source, so it is still this call's after the hand-over.
             return TryProduce(topic, message, source.Handler, size) ? source.Task : ProduceAfterWaitAsync(source, size, wakeOnNextRelease: true);
         }
-        catch (ProduceException<TKey, TValue> e) when (retry && ProduceErrors.IsRetriable(e.Error))
+        catch (ProduceException<TKey, TValue> e) when (retry && ProduceErrors.IsWorthAnotherAttempt(e.Error))
         {
             source.Abandon(e);
             return ProduceWithPipelineAsync(topic, message, e, started, cancellationToken);
@@ -500,7 +510,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         {
             await EnqueueSlowAsync(source.Topic, source.Message, source.Handler, size, wakeOnNextRelease, source.CancellationToken).ConfigureAwait(false);
         }
-        catch (ProduceException<TKey, TValue> e) when (source.Retry && ProduceErrors.IsRetriable(e.Error))
+        catch (ProduceException<TKey, TValue> e) when (source.Retry && ProduceErrors.IsWorthAnotherAttempt(e.Error))
         {
             var (topic, message, started, cancellationToken) = (source.Topic, source.Message, source.Started, source.CancellationToken);
             source.Abandon(e);
