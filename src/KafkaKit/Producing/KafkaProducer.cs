@@ -19,6 +19,9 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     /// <summary>How long disposal serves the failure reports of purged messages (they are local; this is ample).</summary>
     private static readonly TimeSpan PurgeReportTimeout = TimeSpan.FromSeconds(5);
 
+    /// <summary>How often a faulted producer purges what is still queued in librdkafka (see <see cref="PurgeQueuedIfFaulted"/>).</summary>
+    private static readonly TimeSpan FaultedPurgeInterval = TimeSpan.FromMilliseconds(100);
+
     /// <summary>librdkafka's default <c>message.max.bytes</c>.</summary>
     private const int DefaultMessageMaxBytes = 1_000_000;
 
@@ -43,6 +46,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private int _producing;
     private Task? _disposal;
     private long _callbackErrors;
+    private long _nextFaultedPurge; // pump thread only
 
     internal KafkaProducer(
         string name,
@@ -106,7 +110,19 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             maxMessages <= 0 ? BackpressureGate.Unlimited : maxMessages,
             (config.QueueBufferingMaxKbytes ?? 1_048_576) * 1024L);
         ProducerLog.Started(logger, name, ConfigText.Redacted(config));
-        _pump = new DeliveryPump(_producer.Poll, _producer.Flush, e => ProducerLog.PumpFailed(logger, e, name), name);
+        _pump = new DeliveryPump(
+            timeout =>
+            {
+                PurgeQueuedIfFaulted();
+                return _producer.Poll(timeout);
+            },
+            timeout =>
+            {
+                PurgeQueuedIfFaulted();
+                return _producer.Flush(timeout);
+            },
+            e => ProducerLog.PumpFailed(logger, e, name),
+            name);
         var gaugeTags = new KeyValuePair<string, object?>[] { new("messaging.system", "kafka"), new("messaging.client.id", name) };
         _queueGauge = KafkaKitMetrics.ObserveQueue(() => [new System.Diagnostics.Metrics.Measurement<long>(_gate.Messages, gaugeTags)]);
     }
@@ -309,7 +325,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             // Give every message left its one outcome: purged messages are reported failed (Local_PurgeQueue /
             // Local_PurgeInflight) through their delivery handlers, served by the flush below.
             var undelivered = _gate.Messages;
-            if (Librdkafka.TryPurge(_producer.Handle))
+            if (Librdkafka.TryPurge(_producer.Handle, inFlight: true))
             {
                 ProducerLog.Purged(_logger, Name, undelivered);
                 FlushFor(PurgeReportTimeout);
@@ -607,6 +623,35 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         }
 
         ProducerLog.ClientError(_logger, Name, error.Reason, error.Code);
+    }
+
+    /// <summary>
+    /// Gives the messages still queued in a faulted producer their outcome at once (<see cref="ErrorCode.Local_PurgeQueue"/>)
+    /// instead of after <c>message.timeout.ms</c>. Runs on the pump thread before each poll or flush slice.
+    /// </summary>
+    /// <remarks>
+    /// After a fatal error librdkafka sends nothing more; it purges its queues when the error is raised, but a produce
+    /// call that passed its fatal-error check just before can still enqueue after that purge, and a message of a
+    /// request in flight that fails is queued again for a retry that never comes. Either would wait out
+    /// <c>message.timeout.ms</c> (300 s by default). So while a faulted producer has messages awaiting reports, the queues
+    /// are purged every <see cref="FaultedPurgeInterval"/>, each time once no produce call is inside librdkafka. Requests
+    /// in flight are left alone: the broker's answer is their outcome.
+    /// </remarks>
+    private void PurgeQueuedIfFaulted()
+    {
+        if (Volatile.Read(ref _fatalError) is null || _gate.Messages == 0 || Volatile.Read(ref _producing) != 0)
+        {
+            return;
+        }
+
+        var now = Stopwatch.GetTimestamp();
+        if (now < _nextFaultedPurge)
+        {
+            return;
+        }
+
+        _nextFaultedPurge = now + (long)(FaultedPurgeInterval.TotalSeconds * Stopwatch.Frequency);
+        Librdkafka.TryPurge(_producer.Handle, inFlight: false);
     }
 
     /// <summary>Puts the producer in the faulted state once (the first fatal error wins; one critical log line).</summary>
