@@ -129,7 +129,7 @@ internal sealed class DeadLetterPublisher : IDisposable
         if (undelivered > 0)
         {
             ConsumerLog.DeadLetterPurged(_logger, _name, undelivered, bound);
-            Librdkafka.TryPurge(producer.Handle);
+            Librdkafka.TryPurge(producer.Handle, inFlight: true);
         }
 
         producer.Dispose();

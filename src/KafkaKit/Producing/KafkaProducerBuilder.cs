@@ -168,7 +168,7 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
             {
                 ShouldHandle = args => ValueTask.FromResult(
                     args.Outcome.Exception is ProduceException<TKey, TValue> e
-                    && ProduceErrors.IsRetriable(e.Error)
+                    && ProduceErrors.IsWorthAnotherAttempt(e.Error)
                     && RetryBudget.Left(args.Context, budget, timeProvider) > TimeSpan.Zero),
                 MaxRetryAttempts = retry.MaxRetryAttempts,
                 BackoffType = DelayBackoffType.Exponential,
