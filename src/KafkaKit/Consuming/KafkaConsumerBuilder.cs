@@ -33,6 +33,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     private ILoggerFactory _loggerFactory = NullLoggerFactory.Instance;
     private ResiliencePipeline? _retry;
     private KafkaKitOptions? _shared;
+    private TimeProvider _timeProvider = TimeProvider.System;
 
     /// <summary>Initializes a new instance of the <see cref="KafkaConsumerBuilder{TKey, TValue}"/> class.</summary>
     /// <param name="name">The consumer's name: its <c>client.id</c> and the name in logs, metrics and health.</param>
@@ -183,12 +184,20 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             firstAttemptOutsidePipeline: _retry is null,
             deadLetters,
             _callbacks,
-            logger);
+            logger,
+            _timeProvider);
     }
 
     internal KafkaConsumerBuilder<TKey, TValue> SetShared(KafkaKitOptions shared)
     {
         _shared = shared;
+        return this;
+    }
+
+    /// <summary>Sets the time source of the consumer's bounds, timestamps and retry delays. Default: <see cref="TimeProvider.System"/>.</summary>
+    internal KafkaConsumerBuilder<TKey, TValue> SetTimeProvider(TimeProvider timeProvider)
+    {
+        _timeProvider = timeProvider ?? throw new ArgumentNullException(nameof(timeProvider));
         return this;
     }
 
@@ -200,7 +209,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             return ResiliencePipeline.Empty;
         }
 
-        return new ResiliencePipelineBuilder()
+        return new ResiliencePipelineBuilder { TimeProvider = _timeProvider }
             .AddRetry(new RetryStrategyOptions
             {
                 ShouldHandle = args => ValueTask.FromResult(
@@ -212,7 +221,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
                 MaxDelay = retry.MaxDelay,
                 OnRetry = args =>
                 {
-                    args.Context.Properties.TryGetValue(KafkaConsumer<TKey, TValue>.MessageKey, out var message);
+                    args.Context.Properties.TryGetValue(MessageProcessor<TKey, TValue>.MessageKey, out var message);
                     Diagnostics.ConsumerLog.HandlerRetry(logger, args.Outcome.Exception!, _name, message?.Topic ?? "?", message?.Partition.Value ?? -1, message?.Offset.Value ?? -1, args.AttemptNumber + 1, args.RetryDelay);
                     return default;
                 },

@@ -5,17 +5,16 @@ namespace KafkaKit.Consuming;
 
 /// <summary>
 /// One owned partition: a buffer filled by the poll thread (which bounds it by pausing the partition) and a task on the thread pool that hands its messages
-/// to the handler one at a time, in offset order, recording the offset after the last completed message.
+/// to the handler one at a time, in offset order, reporting each completed message to the partition's <see cref="OffsetTracker"/>.
 /// </summary>
 /// <remarks>
-/// Fields marked "poll thread" are touched only by the poll thread; <see cref="Completed"/> is written by the worker and
-/// read by the poll thread, which is the only one to store offsets.
+/// Fields marked "poll thread" are touched only by the poll thread; the tracker is fed by both (see its remarks), and
+/// only the poll thread stores offsets.
 /// </remarks>
 internal sealed class PartitionWorker
 {
     private readonly Channel<ConsumeResult<byte[]?, byte[]?>> _buffer;
     private readonly CancellationTokenSource _cancel;
-    private long _completed = Offset.Unset.Value;
     private volatile bool _stopping;
     private int _bufferedCount;
     private long _bufferedBytes;
@@ -23,6 +22,7 @@ internal sealed class PartitionWorker
     internal PartitionWorker(TopicPartition partition, CancellationToken stopHard)
     {
         Partition = partition;
+        Offsets = new OffsetTracker(partition);
 
         // Unbounded: the poll thread bounds it (pausing the partition); a message already fetched is never refused.
         _buffer = Channel.CreateUnbounded<ConsumeResult<byte[]?, byte[]?>>(new UnboundedChannelOptions
@@ -35,11 +35,8 @@ internal sealed class PartitionWorker
 
     public TopicPartition Partition { get; }
 
-    /// <summary>Gets the offset after the last message whose handling completed, or <see cref="Offset.Unset"/>.</summary>
-    public long Completed => Volatile.Read(ref _completed);
-
-    /// <summary>Gets or sets the last offset stored in librdkafka (poll thread).</summary>
-    public long Stored { get; set; } = Offset.Unset.Value;
+    /// <summary>Gets the partition's finished and stored offsets.</summary>
+    public OffsetTracker Offsets { get; }
 
     /// <summary>Gets or sets whether the partition is paused in librdkafka (poll thread).</summary>
     public bool Paused { get; set; }
@@ -84,6 +81,7 @@ internal sealed class PartitionWorker
         var size = SizeOf(result);
         Interlocked.Increment(ref _bufferedCount);
         Interlocked.Add(ref _bufferedBytes, size);
+        Offsets.Track(result.Offset.Value);
         _buffer.Writer.TryWrite(result);
         return size;
     }
@@ -127,7 +125,7 @@ internal sealed class PartitionWorker
                         return;
                     }
 
-                    Volatile.Write(ref _completed, result.Offset.Value + 1);
+                    Offsets.Complete(result.Offset.Value);
                 }
             }
         }

@@ -1,0 +1,227 @@
+using System.Runtime.ExceptionServices;
+using Confluent.Kafka;
+using KafkaKit.Diagnostics;
+using KafkaKit.Internal;
+using Microsoft.Extensions.Logging;
+using Polly;
+
+namespace KafkaKit.Consuming;
+
+/// <summary>
+/// Processes one fetched message on a worker (thread pool): deserializes it, runs the handler (the first call outside
+/// the retry pipeline, a failure handed over to it), and applies <see cref="KafkaConsumerOptions.OnError"/> to what still
+/// fails: skip, dead-letter, or stop the consumer.
+/// </summary>
+/// <typeparam name="TKey">The message key type.</typeparam>
+/// <typeparam name="TValue">The message value type.</typeparam>
+/// <remarks>At most <see cref="KafkaConsumerOptions.MaxConcurrency"/> messages are processed at once, over all partitions.</remarks>
+internal sealed class MessageProcessor<TKey, TValue>
+{
+    /// <summary>The resilience-context property carrying the message being retried, for retry logs.</summary>
+    internal static readonly ResiliencePropertyKey<TopicPartitionOffset> MessageKey = new("KafkaKit.Message");
+
+    private readonly string _name;
+    private readonly string _groupId;
+    private readonly KafkaConsumerOptions _options;
+    private readonly IDeserializer<TKey> _keyDeserializer;
+    private readonly IDeserializer<TValue> _valueDeserializer;
+    private readonly Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask> _handler;
+    private readonly ResiliencePipeline _retry;
+    private readonly bool _firstAttemptOutsidePipeline;
+    private readonly DeadLetterPublisher? _deadLetters;
+    private readonly SemaphoreSlim _concurrency;
+    private readonly Action<Exception> _fail;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+
+    /// <summary>Initializes a new instance of the <see cref="MessageProcessor{TKey, TValue}"/> class.</summary>
+    /// <param name="name">The consumer's name, for logs, metrics and traces.</param>
+    /// <param name="groupId">The consumer group, for traces and dead-letter headers.</param>
+    /// <param name="options">The consumer's options (<see cref="KafkaConsumerOptions.OnError"/>, <see cref="KafkaConsumerOptions.MaxConcurrency"/>).</param>
+    /// <param name="keyDeserializer">The key deserializer.</param>
+    /// <param name="valueDeserializer">The value deserializer.</param>
+    /// <param name="handler">The user's handler.</param>
+    /// <param name="retry">The retry pipeline, or <see cref="ResiliencePipeline.Empty"/>.</param>
+    /// <param name="firstAttemptOutsidePipeline">Whether the first call runs outside <paramref name="retry"/> (KafkaKit's own retry-only pipeline).</param>
+    /// <param name="deadLetters">The dead-letter publisher with <see cref="ConsumerErrorAction.DeadLetter"/>, otherwise <see langword="null"/>.</param>
+    /// <param name="fail">Stops the consumer with a fault (any thread).</param>
+    /// <param name="logger">The consumer's logger.</param>
+    /// <param name="time">The time source of the process-duration metric.</param>
+    public MessageProcessor(
+        string name,
+        string groupId,
+        KafkaConsumerOptions options,
+        IDeserializer<TKey> keyDeserializer,
+        IDeserializer<TValue> valueDeserializer,
+        Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask> handler,
+        ResiliencePipeline retry,
+        bool firstAttemptOutsidePipeline,
+        DeadLetterPublisher? deadLetters,
+        Action<Exception> fail,
+        ILogger logger,
+        TimeProvider time)
+    {
+        _name = name;
+        _groupId = groupId;
+        _options = options;
+        _keyDeserializer = keyDeserializer;
+        _valueDeserializer = valueDeserializer;
+        _handler = handler;
+        _retry = retry;
+        _firstAttemptOutsidePipeline = firstAttemptOutsidePipeline;
+        _deadLetters = deadLetters;
+        _fail = fail;
+        _logger = logger;
+        _time = time;
+
+        // Never disposed: a handler that ignored its cancelled token can still be running after the consumer stopped and
+        // releases it when it ends (a disposed SemaphoreSlim would throw there, on a thread-pool thread); it holds no OS handle.
+        _concurrency = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
+    }
+
+    /// <summary>Processes one message (a worker's step; thread pool).</summary>
+    /// <param name="raw">The fetched message.</param>
+    /// <param name="cancellationToken">The worker's token: cancelled on revoke timeout, loss or a hard stop.</param>
+    /// <returns><see langword="true"/> when the message is done (handled, dead-lettered or skipped); <see langword="false"/> when it must stay uncommitted.</returns>
+    public async ValueTask<bool> ProcessAsync(ConsumeResult<byte[]?, byte[]?> raw, CancellationToken cancellationToken)
+    {
+        await _concurrency.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var activity = KafkaKitTracing.StartProcess(_name, _groupId, raw); // the handler runs inside it
+        try
+        {
+            ConsumeResult<TKey, TValue> result;
+            try
+            {
+                result = Deserialize(raw);
+            }
+            catch (Exception e)
+            {
+                KafkaKitTracing.Fail(activity, e);
+                return await FailAsync(raw, e, "deserialization", cancellationToken).ConfigureAwait(false);
+            }
+
+            var started = _time.GetTimestamp();
+            try
+            {
+                var retries = !ReferenceEquals(_retry, ResiliencePipeline.Empty);
+                ExceptionDispatchInfo? firstFailure = null;
+                if (!retries || _firstAttemptOutsidePipeline)
+                {
+                    // KafkaKit's own retry-only pipeline has nothing to do with a success: the first call runs without
+                    // it (no pipeline cost per message); a failure is handed to the pipeline as its first attempt's
+                    // outcome, so attempt counting, backoff and logging are the pipeline's.
+                    try
+                    {
+                        await _handler(result, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (retries && e is not HandlerUnavailableException && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+                    {
+                        firstFailure = ExceptionDispatchInfo.Capture(e);
+                    }
+                }
+
+                if (retries && (firstFailure is not null || !_firstAttemptOutsidePipeline))
+                {
+                    var context = ResilienceContextPool.Shared.Get(cancellationToken);
+                    context.Properties.Set(MessageKey, raw.TopicPartitionOffset);
+                    try
+                    {
+                        await _retry.ExecuteAsync(
+                            static (ctx, state) =>
+                            {
+                                if (state.FirstFailure is { } failed && FirstAttempt.Take(ctx))
+                                {
+                                    failed.Throw();
+                                }
+
+                                return state.Handler(state.Result, ctx.CancellationToken);
+                            },
+                            context,
+                            (Handler: _handler, Result: result, FirstFailure: firstFailure)).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        ResilienceContextPool.Shared.Return(context);
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return false;
+            }
+            catch (HandlerUnavailableException e)
+            {
+                // A configuration error, not a failure of this message: no retry, no OnError; the offset stays uncommitted.
+                KafkaKitTracing.Fail(activity, e);
+                _fail(e);
+                return false;
+            }
+            catch (Exception e)
+            {
+                KafkaKitTracing.Fail(activity, e);
+                return await FailAsync(raw, e, "handler", cancellationToken).ConfigureAwait(false);
+            }
+
+            if (KafkaKitMetrics.ConsumedMessages.Enabled || KafkaKitMetrics.ProcessDuration.Enabled)
+            {
+                var tags = KafkaKitMetrics.Tags(_name, raw.Topic);
+                KafkaKitMetrics.ConsumedMessages.Add(1, tags);
+                KafkaKitMetrics.ProcessDuration.Record(_time.GetElapsedTime(started).TotalSeconds, tags);
+            }
+
+            return true;
+        }
+        finally
+        {
+            _concurrency.Release();
+        }
+    }
+
+    private ConsumeResult<TKey, TValue> Deserialize(ConsumeResult<byte[]?, byte[]?> raw)
+    {
+        var message = raw.Message;
+        var key = _keyDeserializer.Deserialize(message.Key, message.Key is null, new SerializationContext(MessageComponentType.Key, raw.Topic, message.Headers));
+        var value = _valueDeserializer.Deserialize(message.Value, message.Value is null, new SerializationContext(MessageComponentType.Value, raw.Topic, message.Headers));
+        return new ConsumeResult<TKey, TValue>
+        {
+            TopicPartitionOffset = raw.TopicPartitionOffset,
+            LeaderEpoch = raw.LeaderEpoch,
+            Message = new Message<TKey, TValue> { Key = key, Value = value, Headers = message.Headers, Timestamp = message.Timestamp },
+        };
+    }
+
+    private async ValueTask<bool> FailAsync(ConsumeResult<byte[]?, byte[]?> raw, Exception error, string stage, CancellationToken cancellationToken)
+    {
+        var action = _options.OnError;
+        ConsumerLog.MessageFailed(_logger, error, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, stage, action);
+        KafkaKitMetrics.HandlerErrors.Add(1, new KeyValuePair<string, object?>("kafkakit.action", action.ToString()), new KeyValuePair<string, object?>("messaging.destination.name", raw.Topic));
+        switch (action)
+        {
+            case ConsumerErrorAction.Skip:
+                return true;
+            case ConsumerErrorAction.DeadLetter when _deadLetters is not null:
+                try
+                {
+                    var topic = await _deadLetters.PublishAsync(raw, error, _groupId, cancellationToken).ConfigureAwait(false);
+                    ConsumerLog.DeadLettered(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic);
+                    return true;
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    return false;
+                }
+                catch (Exception e)
+                {
+                    _fail(new InvalidOperationException($"Dead-lettering {raw.TopicPartitionOffset} failed; the consumer stops so the message is not lost.", e));
+                    return false;
+                }
+
+            default:
+                _fail(new InvalidOperationException(
+                    $"Handling {raw.Topic} [{raw.Partition.Value}] @{raw.Offset.Value} failed ({stage}); OnError is Stop, so the consumer stops and offset {raw.Offset.Value} is not committed (the partition's next owner receives this message first). "
+                    + "To go on past such a message, set the consumer's OnError to DeadLetter (the message goes to the dead-letter topic) or Skip.",
+                    error));
+                return false;
+        }
+    }
+}

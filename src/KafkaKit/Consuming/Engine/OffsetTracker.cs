@@ -1,0 +1,151 @@
+using Confluent.Kafka;
+
+namespace KafkaKit.Consuming;
+
+/// <summary>
+/// The offsets of one owned partition: which dispatched messages finished, and from that the next committable offset
+/// (the offset after the highest finished message all of whose earlier dispatched messages finished too). Messages may
+/// finish in any order; the committable offset never passes an unfinished message and never moves backwards.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Threads: <see cref="Track"/>, <see cref="TakeStore"/>, <see cref="MarkStored"/> and <see cref="Release"/> run on the
+/// poll thread; <see cref="Complete"/> runs wherever a message finishes (the thread pool). One lock guards the state; in
+/// offset-order dispatch the finished message is always the oldest pending one, so each call is O(1).
+/// </para>
+/// <para>
+/// Contiguity follows dispatch order, not offset arithmetic: Kafka offsets have gaps (compaction, transaction markers),
+/// so "the next message" is the next one tracked. A tracked offset not above the previous one (librdkafka moved the
+/// fetch position back, e.g. after log truncation) is tracked all the same; the committable offset then stays where it
+/// was until the new messages pass it.
+/// </para>
+/// </remarks>
+internal sealed class OffsetTracker
+{
+    private readonly object _gate = new();
+    private readonly List<(long Offset, bool Done)> _pending = []; // dispatch order; [_head..] are pending
+    private int _head;
+    private long _committable = Offset.Unset.Value;
+    private bool _released;
+
+    /// <summary>Initializes a new instance of the <see cref="OffsetTracker"/> class.</summary>
+    /// <param name="partition">The partition.</param>
+    public OffsetTracker(TopicPartition partition) => Partition = partition;
+
+    /// <summary>Gets the partition.</summary>
+    public TopicPartition Partition { get; }
+
+    /// <summary>Gets the next committable offset (the highest contiguous finished offset + 1), or <see cref="Offset.Unset"/> before the first finished message.</summary>
+    public long Committable
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _committable;
+            }
+        }
+    }
+
+    /// <summary>Gets the last offset handed to librdkafka's offset store, or <see cref="Offset.Unset"/> (poll thread).</summary>
+    public long Stored { get; private set; } = Offset.Unset.Value;
+
+    /// <summary>Gets the number of dispatched messages not yet counted in <see cref="Committable"/>.</summary>
+    public int Pending
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _pending.Count - _head;
+            }
+        }
+    }
+
+    /// <summary>Records a message handed out for processing (poll thread, in fetch order).</summary>
+    /// <param name="offset">The message's offset.</param>
+    public void Track(long offset)
+    {
+        lock (_gate)
+        {
+            _pending.Add((offset, false));
+        }
+    }
+
+    /// <summary>Records that a tracked message finished (handled, dead-lettered or skipped); any thread.</summary>
+    /// <param name="offset">The message's offset.</param>
+    /// <returns><see langword="false"/> when no unfinished tracked message has this offset (nothing changed).</returns>
+    public bool Complete(long offset)
+    {
+        lock (_gate)
+        {
+            var index = -1;
+            for (var i = _head; i < _pending.Count; i++)
+            {
+                if (_pending[i].Offset == offset && !_pending[i].Done)
+                {
+                    index = i;
+                    break;
+                }
+            }
+
+            if (index < 0)
+            {
+                return false;
+            }
+
+            _pending[index] = (offset, true);
+            var advanced = false;
+            var next = _committable;
+            while (_head < _pending.Count && _pending[_head].Done)
+            {
+                next = _pending[_head].Offset + 1;
+                _head++;
+                advanced = true;
+            }
+
+            if (advanced && next > _committable)
+            {
+                _committable = next; // never backwards
+            }
+
+            if (_head == _pending.Count)
+            {
+                _pending.Clear();
+                _head = 0;
+            }
+            else if (_head > 1024 && _head > _pending.Count / 2)
+            {
+                _pending.RemoveRange(0, _head);
+                _head = 0;
+            }
+
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Gets the offset to hand to librdkafka's offset store, if there is a newer one than <see cref="Stored"/> and the
+    /// partition is still owned (poll thread).
+    /// </summary>
+    /// <param name="offset">The offset to store.</param>
+    /// <returns><see langword="true"/> when there is one.</returns>
+    public bool TakeStore(out long offset)
+    {
+        offset = Committable;
+        return !_released && offset > Stored;
+    }
+
+    /// <summary>Records that <paramref name="offset"/> was stored (poll thread).</summary>
+    /// <param name="offset">The stored offset.</param>
+    public void MarkStored(long offset)
+    {
+        if (offset > Stored)
+        {
+            Stored = offset;
+        }
+    }
+
+    /// <summary>Marks the partition as no longer owned: nothing more is stored for it (poll thread).</summary>
+    public void Release() => _released = true;
+}

@@ -1,0 +1,179 @@
+using Confluent.Kafka;
+using KafkaKit.Diagnostics;
+
+namespace KafkaKit.Consuming;
+
+/// <content>
+/// The poll thread: the loop (poll, dispatch, maintain) and the stop sequence. Rebalance callbacks, commit reports and
+/// statistics run on this thread too, inside <c>Consume</c> (see <see cref="RebalanceHandler"/>,
+/// <see cref="OffsetCommitter"/>, <see cref="ConsumerStatistics"/>).
+/// </content>
+public sealed partial class KafkaConsumer<TKey, TValue>
+{
+    private void PollLoop()
+    {
+        var consumer = _consumer!;
+        var pollMs = (int)_options.PollTimeout.TotalMilliseconds;
+        var lastMaintenance = 0L;
+        try
+        {
+            while (!_stopRequested)
+            {
+                ConsumeResult<byte[]?, byte[]?>? result = null;
+                try
+                {
+                    // While a partition is paused, poll in short slices so it resumes as soon as its buffer drains.
+                    result = consumer.Consume(_partitions.PausedCount > 0 ? Math.Min(pollMs, PausedPollMs) : pollMs);
+                }
+                catch (ConsumeException e)
+                {
+                    ConsumerLog.ConsumeFailed(_logger, Name, e.Error.Reason, e.Error.Code);
+                    if (e.Error.IsFatal)
+                    {
+                        Fail(e);
+                    }
+                }
+
+                Interlocked.Exchange(ref _lastPollTimestamp, _time.GetTimestamp());
+                if (result is { IsPartitionEOF: false })
+                {
+                    _partitions.Dispatch(consumer, result);
+                }
+
+                if (result is null || _time.GetElapsedTime(lastMaintenance) >= MaintenanceInterval)
+                {
+                    lastMaintenance = _time.GetTimestamp();
+                    _partitions.Maintain(consumer);
+                    WatchPatterns();
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+        }
+
+        Shutdown(consumer);
+    }
+
+    /// <summary>
+    /// Has the pattern watch list the matched topics at the first poll and after each assignment change: librdkafka
+    /// rejoins the group whenever the topics its patterns match change.
+    /// </summary>
+    private void WatchPatterns()
+    {
+        var assignment = _partitions.Assignment;
+        if (_patternWatch is not null && !ReferenceEquals(assignment, _watchedAssignment))
+        {
+            _watchedAssignment = assignment;
+            _patternWatch.Signal();
+        }
+    }
+
+    /// <summary>
+    /// The stop sequence. Steps 1-4 run while still polling, so a rebalance that starts meanwhile (another member leaving,
+    /// say) can complete: a group member that stops polling cannot rejoin, and its commits would be refused until it is
+    /// evicted. Nothing is dispatched: every partition is paused and fetched messages are dropped unhandled (their offsets
+    /// are not stored, so the partitions' next owners receive them).
+    /// </summary>
+    private void Shutdown(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        Volatile.Write(ref _state, (int)KafkaConsumerState.Stopping);
+        var deadline = _time.GetTimestamp() + (long)(_options.ShutdownTimeout.TotalSeconds * _time.TimestampFrequency);
+        _rebalance.ShutdownDeadline = deadline;
+        try
+        {
+            // 1. Stop dispatching; 2. wait for in-flight handlers up to ShutdownTimeout, then cancel them.
+            ConsumerLog.StopStep(_logger, Name, "stop dispatching, drain running handlers");
+            var (workers, drained) = _partitions.BeginStopAll();
+            TryPause(consumer);
+            while (!drained.IsCompleted && !_stopHard.IsCancellationRequested && _time.GetTimestamp() < deadline)
+            {
+                PollWithoutDispatch(consumer);
+            }
+
+            if (!drained.IsCompleted)
+            {
+                _partitions.CancelRunning(workers, _options.ShutdownTimeout);
+            }
+
+            // 3. Store completed offsets.
+            ConsumerLog.StopStep(_logger, Name, "store and commit handled offsets");
+            _partitions.StoreAndReleaseAll(consumer);
+
+            // 4. Commit synchronously. A commit refused because the group is rebalancing (or its coordinator moved)
+            //    succeeds once this member has rejoined, which needs polls: retry until the shutdown bound.
+            while (_committer.Commit(consumer, stopping: true) is { } error && OffsetCommitter.IsRetriableCommitError(error.Code)
+                && !_stopHard.IsCancellationRequested && _time.GetTimestamp() < deadline)
+            {
+                var retryAt = _time.GetTimestamp() + (_time.TimestampFrequency / 5);
+                while (_time.GetTimestamp() < retryAt)
+                {
+                    PollWithoutDispatch(consumer);
+                }
+            }
+
+            // 5. Leave the group.
+            ConsumerLog.StopStep(_logger, Name, "leave the group");
+            try
+            {
+                consumer.Close();
+            }
+            catch (Exception e)
+            {
+                ConsumerLog.CloseFailed(_logger, e, Name);
+            }
+        }
+        finally
+        {
+            // 6. Dispose.
+            _partitions.Clear();
+
+            // A start-position lookup or a pattern check calls into the client from its own thread: let it end (it gives
+            // up once a stop was requested, and its calls are bounded) before the native handle goes. Blocking is fine on
+            // this dedicated thread.
+            _rebalance.WaitForStartLookups();
+            _patternWatch?.WaitForCheck();
+            consumer.Dispose();
+            _logSummariser.Dispose();
+            // Dead-letter messages still in flight get what is left of the stop's bound (ShutdownTimeout from the start
+            // of the stop, then CloseTimeout), so StopAsync returns within its documented bound; the rest is purged.
+            _deadLetters?.Close(_stopHard.IsCancellationRequested ? TimeSpan.Zero : _time.GetElapsedTime(_time.GetTimestamp(), deadline) + _options.CloseTimeout);
+            _statistics.Dispose();
+            var final = Fault is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted;
+            Volatile.Write(ref _state, (int)final);
+            ConsumerLog.Stopped(_logger, Name, final);
+            _stopped.TrySetResult();
+        }
+    }
+
+    private void PollWithoutDispatch(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        try
+        {
+            _ = consumer.Consume(50); // serves rebalance callbacks; a message returned here is dropped unhandled
+            Interlocked.Exchange(ref _lastPollTimestamp, _time.GetTimestamp());
+            TryPause(consumer);
+        }
+        catch (ConsumeException e)
+        {
+            ConsumerLog.ConsumeFailed(_logger, Name, e.Error.Reason, e.Error.Code);
+        }
+    }
+
+    private static void TryPause(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        try
+        {
+            var assignment = consumer.Assignment;
+            if (assignment.Count > 0)
+            {
+                consumer.Pause(assignment);
+            }
+        }
+        catch (KafkaException)
+        {
+            // assignment changing under a rebalance: the next poll pauses it
+        }
+    }
+}
