@@ -105,6 +105,10 @@ internal sealed class PartitionWorker
         {
             // a handler's cancellation callback threw; the worker ends anyway
         }
+        catch (ObjectDisposedException)
+        {
+            // the worker was retired and disposed meanwhile (its partition revoked during the stop's drain)
+        }
     }
 
     public void Dispose() => _cancel.Dispose();
