@@ -18,6 +18,9 @@ internal static unsafe partial class Librdkafka
     internal const string LibraryName = "librdkafka";
 
     internal const int PurgeQueue = 0x1;
+
+    /// <summary>rd_kafka_conf_set's RD_KAFKA_CONF_UNKNOWN: no such property.</summary>
+    private const int ConfUnknown = -2;
     internal const int PurgeInFlight = 0x2;
     internal const int PurgeNonBlocking = 0x4;
 
@@ -193,12 +196,18 @@ internal static unsafe partial class Librdkafka
                     continue;
                 }
 
-                if (rd_kafka_conf_set(conf, key, value ?? string.Empty, error, (UIntPtr)error.Length) != 0)
+                var result = rd_kafka_conf_set(conf, key, value ?? string.Empty, error, (UIntPtr)error.Length);
+                if (result == ConfUnknown)
+                {
+                    // The value of a misspelt name may be a secret (sasl.pasword=...): never shown.
+                    problems.Add($"{owner}: librdkafka has no property '{key}' (value not shown); check its spelling against librdkafka's CONFIGURATION.md.");
+                }
+                else if (result != 0)
                 {
                     var length = Array.IndexOf(error, (byte)0);
-                    var reason = System.Text.Encoding.UTF8.GetString(error, 0, length < 0 ? error.Length : length);
-                    var shown = ConfigText.IsSecret(key) ? "***" : value;
-                    problems.Add($"{owner}: librdkafka refuses '{key}={shown}': {(ConfigText.IsSecret(key) ? "invalid value" : reason)}.");
+                    var reason = System.Text.Encoding.UTF8.GetString(error, 0, length < 0 ? error.Length : length).Trim().TrimEnd('.');
+                    var secret = ConfigText.IsSecret(key);
+                    problems.Add($"{owner}: librdkafka refuses '{key}={(secret ? "***" : value)}': {(secret ? "invalid value" : reason)}.");
                 }
             }
         }

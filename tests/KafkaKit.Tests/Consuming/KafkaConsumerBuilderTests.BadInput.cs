@@ -15,7 +15,7 @@ public sealed partial class KafkaConsumerBuilderTests
 
         var e = Assert.Throws<OptionsValidationException>(() => new KafkaConsumerBuilder<string, string>("c", options).SetHandler((_, _) => default).Build());
 
-        Assert.That(e!.Message, Does.Contain("'sesion.timeout.ms=6000'").And.Contain("No such configuration property"));
+        Assert.That(e!.Message, Does.Contain("has no property 'sesion.timeout.ms' (value not shown)"));
     }
 
     [TestCase(0)]

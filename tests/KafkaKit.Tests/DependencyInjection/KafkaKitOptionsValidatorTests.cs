@@ -147,7 +147,7 @@ public sealed class KafkaKitOptionsValidatorTests
 
         var result = new KafkaKitOptionsValidator(registry).Validate(null, options);
 
-        Assert.That(result.Failures, Has.Exactly(1).StartsWith("KafkaKit:Client: librdkafka refuses 'no.such.property=1'"));
+        Assert.That(result.Failures, Has.Exactly(1).StartsWith("KafkaKit:Client: librdkafka has no property 'no.such.property' (value not shown)"));
         Assert.That(result.Failures.Count(), Is.EqualTo(1), string.Join(Environment.NewLine, result.Failures));
     }
 
@@ -190,6 +190,35 @@ public sealed class KafkaKitOptionsValidatorTests
         Assert.That(delivered.Offset.Value, Is.EqualTo(0));
         Assert.That(KafkaProbe.EndOffsets(cluster.BootstrapServers, "orders", 1)[0], Is.EqualTo(1));
         Assert.That(handled.Values, Is.EqualTo(new[] { "c22" }));
+    }
+
+    [Test]
+    public void HostStart_ValuesThatDoNotConvertInsideClientSections_EachNamedWithWhatIsAllowed()
+    {
+        // The configuration binder drops a whole Producers/Consumers entry silently when one of its values does not
+        // convert; every such value must be reported instead of the client running on defaults.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes("""
+            {
+              "KafkaKit": {
+                "BootstrapServers": "127.0.0.1:9",
+                "Producers": { "p": { "MaxBlock": "forever", "Retry": { "MaxRetryAttempts": "many" } } },
+                "Consumers": { "c": { "GroupId": "g", "Topics": [ "t" ], "OnError": "Explode" } }
+              }
+            }
+            """)));
+        builder.Services.AddLogging();
+        builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit")).AddProducer<string, string>("p");
+        using var host = builder.Build();
+
+        var e = Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(e!.Message, Does.Contain("'KafkaKit:Producers:p:MaxBlock=forever' is not a valid TimeSpan"));
+            Assert.That(e.Message, Does.Contain("'KafkaKit:Producers:p:Retry:MaxRetryAttempts=many' is not a valid Int32"));
+            Assert.That(e.Message, Does.Contain("'KafkaKit:Consumers:c:OnError=Explode' is not a valid ConsumerErrorAction: use one of Stop, DeadLetter, Skip"));
+        });
     }
 
     private static KafkaKitOptions Clone(KafkaKitOptions shared, bool withConsumer)

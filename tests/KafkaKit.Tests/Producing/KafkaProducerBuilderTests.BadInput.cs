@@ -50,7 +50,18 @@ public sealed partial class KafkaProducerBuilderTests
 
         var e = Assert.Throws<OptionsValidationException>(() => new KafkaProducerBuilder<string, string>("p", options).Build());
 
-        Assert.That(e!.Message, Does.Contain("'lingr.ms=5'").And.Contain("No such configuration property"));
+        Assert.That(e!.Message, Does.Contain("has no property 'lingr.ms' (value not shown)"));
+    }
+
+    [Test]
+    public void ProducerBuild_MisspeltSecretProperty_NamesTheKeyWithoutItsValue()
+    {
+        var options = new KafkaProducerOptions { BootstrapServers = Unreachable };
+        options.Config["sasl.pasword"] = "hunter2-SECRET";
+
+        var e = Assert.Throws<OptionsValidationException>(() => new KafkaProducerBuilder<string, string>("p", options).Build());
+
+        Assert.That(e!.Message, Does.Contain("'sasl.pasword'").And.Not.Contain("hunter2"));
     }
 
     [Test]

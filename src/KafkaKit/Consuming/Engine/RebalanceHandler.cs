@@ -136,7 +136,7 @@ internal sealed class RebalanceHandler
         // (always on in KafkaKit), commits their stored offsets and waits for that commit before the member rejoins
         // (rd_kafka_assignment_serve_removals; not for a lost assignment). A commit here as well would only keep the
         // group waiting one more round trip; its outcome reaches OnCommitted (logged and counted when it fails).
-        ConsumerLog.Revoked(_logger, _name, partitions.Count, string.Join(", ", partitions.Select(p => p.TopicPartition)), _time.GetElapsedTime(started));
+        ConsumerLog.Revoked(_logger, _name, partitions.Count, string.Join(", ", partitions.Select(p => $"{p.Topic} [{p.Partition.Value}]")), _time.GetElapsedTime(started));
         Invoke(_callbacks.Revoked, partitions, "partitions-revoked");
     }
 
@@ -160,7 +160,7 @@ internal sealed class RebalanceHandler
             _partitions.Retire(consumer, worker);
         }
 
-        ConsumerLog.Lost(_logger, _name, partitions.Count, string.Join(", ", partitions.Select(p => p.TopicPartition)));
+        ConsumerLog.Lost(_logger, _name, partitions.Count, string.Join(", ", partitions.Select(p => $"{p.Topic} [{p.Partition.Value}]")));
         Invoke(_callbacks.Lost, partitions, "partitions-lost");
     }
 

@@ -1,0 +1,76 @@
+using System.Collections;
+using System.Reflection;
+using KafkaKit.Consuming;
+using KafkaKit.Producing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
+
+namespace KafkaKit.DependencyInjection;
+
+/// <summary>
+/// Reports configuration values that cannot be converted to their option's type (an unknown enum name, a malformed
+/// <see cref="TimeSpan"/>, a number that is not one) in the <c>Producers</c> and <c>Consumers</c> sections.
+/// </summary>
+/// <remarks>
+/// The configuration binder throws for such a value in an ordinary property, but inside a dictionary entry it drops the
+/// whole entry silently (dotnet/runtime#63792): the client would run on its defaults, or be reported for unrelated
+/// missing settings. Each bad value is named here, by its configuration path, with what is allowed.
+/// </remarks>
+internal sealed class ConfigurationBindingValidator(IConfiguration configuration) : IValidateOptions<KafkaKitOptions>
+{
+    public ValidateOptionsResult Validate(string? name, KafkaKitOptions options)
+    {
+        var problems = new List<string>();
+        foreach (var client in configuration.GetSection(nameof(KafkaKitOptions.Producers)).GetChildren())
+        {
+            Check(client, typeof(KafkaProducerOptions), problems);
+        }
+
+        foreach (var client in configuration.GetSection(nameof(KafkaKitOptions.Consumers)).GetChildren())
+        {
+            Check(client, typeof(KafkaConsumerOptions), problems);
+        }
+
+        return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
+
+    private static void Check(IConfigurationSection section, Type type, List<string> problems)
+    {
+        foreach (var child in section.GetChildren())
+        {
+            var property = type.GetProperty(child.Key, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
+            if (property is null || typeof(IEnumerable).IsAssignableFrom(property.PropertyType) && property.PropertyType != typeof(string))
+            {
+                continue; // unknown keys are ignored as the binder ignores them; collections hold strings
+            }
+
+            if (child.Value is null)
+            {
+                if (property.PropertyType.IsClass && property.PropertyType != typeof(string))
+                {
+                    Check(child, property.PropertyType, problems); // a nested options object, e.g. Retry
+                }
+
+                continue;
+            }
+
+            try
+            {
+                _ = child.Get(property.PropertyType);
+            }
+            catch (InvalidOperationException)
+            {
+                problems.Add($"'{child.Path}={child.Value}' is not a valid {Describe(property.PropertyType)}.");
+            }
+        }
+    }
+
+    private static string Describe(Type type)
+    {
+        type = Nullable.GetUnderlyingType(type) ?? type;
+        return type.IsEnum ? $"{type.Name}: use one of {string.Join(", ", Enum.GetNames(type))}"
+            : type == typeof(TimeSpan) ? "TimeSpan: use [d.]hh:mm:ss[.fff], e.g. 00:00:30 for 30 s"
+            : type == typeof(bool) ? "bool: use true or false"
+            : $"{type.Name}";
+    }
+}
