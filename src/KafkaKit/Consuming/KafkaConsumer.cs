@@ -34,7 +34,7 @@ namespace KafkaKit.Consuming;
 /// Exceptions from user callbacks are logged and never reach librdkafka.
 /// </para>
 /// </remarks>
-public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
+public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
 {
     /// <summary>The resilience-context property carrying the message being retried, for retry logs.</summary>
     internal static readonly ResiliencePropertyKey<TopicPartitionOffset> MessageKey = new("KafkaKit.Message");
@@ -859,7 +859,12 @@ public sealed class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             ConsumeResult<TKey, TValue> result;
             try
             {
-                result = Deserialize(raw);
+                // Async deserializers are awaited here (handler side); an unreachable registry is retried, not failed.
+                result = await DeserializeAsync(raw, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return false;
             }
             catch (Exception e)
             {
