@@ -37,7 +37,7 @@ public sealed class EmbeddedSchemaRegistryTests
             var first = await client.GetRegisteredSchemaAsync("orders-value", 1);
             Assert.That(first.Id, Is.EqualTo(id1));
             var byId = await client.GetSchemaAsync(id1);
-            Assert.That(Avro.Schema.Parse(byId.SchemaString).ToString(), Is.EqualTo(Order._SCHEMA.ToString()));
+            Assert.That(global::Avro.Schema.Parse(byId.SchemaString).ToString(), Is.EqualTo(Order._SCHEMA.ToString()));
             var lookedUp = await client.LookupSchemaAsync("orders-value", new Schema(Order._SCHEMA.ToString(), SchemaType.Avro), ignoreDeletedSchemas: true);
             Assert.That((lookedUp.Id, lookedUp.Version), Is.EqualTo((id1, 1)));
             Assert.That(registry.Subjects, Is.EqualTo(new[] { "orders-value", "other-value" }));
