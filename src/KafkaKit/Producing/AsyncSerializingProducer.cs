@@ -149,9 +149,12 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
             var component = MessageComponentType.Key;
             try
             {
-                headers.KeyBytes = key is null ? null : await key.WaitAsync(cancellationToken).ConfigureAwait(false);
+                // Each attempt is bounded by what is left of MaxBlock (a registry client retries inside one call).
+                var left = _options.MaxBlock - _timeProvider.GetElapsedTime(started);
+                headers.KeyBytes = key is null ? null : await BoundedAsync(key, left, cancellationToken).ConfigureAwait(false);
                 component = MessageComponentType.Value;
-                headers.ValueBytes = value is null ? null : await value.WaitAsync(cancellationToken).ConfigureAwait(false);
+                left = _options.MaxBlock - _timeProvider.GetElapsedTime(started);
+                headers.ValueBytes = value is null ? null : await BoundedAsync(value, left, cancellationToken).ConfigureAwait(false);
                 if (Interlocked.Read(ref _unavailableSince) != 0)
                 {
                     Recovered(topic);
@@ -185,6 +188,20 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
             {
                 throw Translate(e, component, topic, carrier);
             }
+        }
+    }
+
+    private async Task<byte[]> BoundedAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await serializing.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException e)
+        {
+            // The abandoned call's outcome is observed, so a late failure is not an unobserved task exception.
+            _ = serializing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            throw new SerializationUnavailableException($"The serializer did not complete within MaxBlock ({_options.MaxBlock}); its service is slow or unreachable.", e);
         }
     }
 
