@@ -76,37 +76,52 @@ public static class SchemaRegistrySerdes
 
     private sealed class ClassifyingSerializer<T>(IAsyncSerializer<T> inner, string format) : IAsyncSerializer<T>
     {
-        public async Task<byte[]> SerializeAsync(T data, SerializationContext context)
+        public Task<byte[]> SerializeAsync(T data, SerializationContext context)
+        {
+            Task<byte[]> serializing;
+            try
+            {
+                serializing = inner.SerializeAsync(data, context);
+            }
+            catch (Exception e)
+            {
+                return Task.FromException<byte[]>(Translate(e, context));
+            }
+
+            // The steady state (schema id cached) completes synchronously: no state machine, no second task.
+            return serializing.IsCompletedSuccessfully ? serializing : AwaitAsync(serializing, context);
+        }
+
+        private async Task<byte[]> AwaitAsync(Task<byte[]> serializing, SerializationContext context)
         {
             try
             {
-                return await inner.SerializeAsync(data, context).ConfigureAwait(false);
+#pragma warning disable VSTHRD003 // the task was started by this call (the inner serializer's), it is awaited once
+                return await serializing.ConfigureAwait(false);
+#pragma warning restore VSTHRD003
             }
-            catch (Exception e) when (IsUnreachable(e))
+            catch (Exception e)
             {
-                throw new SerializationUnavailableException(
-                    $"The schema registry could not be reached to serialize the {Component(context)} of a {typeof(T).Name} for topic '{context.Topic}' ({format}): {Describe(e)}. Nothing was enqueued; the produce can be retried once the registry answers.",
-                    e);
-            }
-            catch (SchemaRegistryException e) when (e.ErrorCode is 40401 or 40403)
-            {
-                throw new InvalidOperationException(
-                    $"The {format} schema of {typeof(T).Name} is not registered for the {Component(context)} of topic '{context.Topic}' (registry: {e.Message}): register it under the subject named by the subject name strategy, or turn KafkaKit:SchemaRegistry:AutoRegisterSchemas on.",
-                    e);
-            }
-            catch (SchemaRegistryException e) when (e.ErrorCode is 409 || e.Status == HttpStatusCode.Conflict)
-            {
-                throw new InvalidOperationException(
-                    $"The registry refused the {format} schema of {typeof(T).Name} for the {Component(context)} of topic '{context.Topic}' as incompatible (registry: {e.Message}): make the change compatible (e.g. give an added field a default) or change the subject's compatibility level.",
-                    e);
-            }
-            catch (SchemaRegistryException e)
-            {
-                throw new InvalidOperationException(
-                    $"The registry refused the {format} schema of {typeof(T).Name} for the {Component(context)} of topic '{context.Topic}': {e.Message} (error code {e.ErrorCode.ToString(CultureInfo.InvariantCulture)}).",
-                    e);
+                throw Translate(e, context);
             }
         }
+
+        private Exception Translate(Exception e, SerializationContext context) => e switch
+        {
+            _ when IsUnreachable(e) => new SerializationUnavailableException(
+                $"The schema registry could not be reached to serialize the {Component(context)} of a {typeof(T).Name} for topic '{context.Topic}' ({format}): {Describe(e)}. Nothing was enqueued; the produce can be retried once the registry answers.",
+                e),
+            SchemaRegistryException { ErrorCode: 40401 or 40403 } r => new InvalidOperationException(
+                $"The {format} schema of {typeof(T).Name} is not registered for the {Component(context)} of topic '{context.Topic}' (registry: {r.Message}): register it under the subject named by the subject name strategy, or turn KafkaKit:SchemaRegistry:AutoRegisterSchemas on.",
+                e),
+            SchemaRegistryException r when r.ErrorCode == 409 || r.Status == HttpStatusCode.Conflict => new InvalidOperationException(
+                $"The registry refused the {format} schema of {typeof(T).Name} for the {Component(context)} of topic '{context.Topic}' as incompatible (registry: {r.Message}): make the change compatible (e.g. give an added field a default) or change the subject's compatibility level.",
+                e),
+            SchemaRegistryException r => new InvalidOperationException(
+                $"The registry refused the {format} schema of {typeof(T).Name} for the {Component(context)} of topic '{context.Topic}': {r.Message} (error code {r.ErrorCode.ToString(CultureInfo.InvariantCulture)}).",
+                e),
+            _ => e,
+        };
     }
 
     private sealed class ClassifyingDeserializer<T>(IAsyncDeserializer<T> inner, string format) : IAsyncDeserializer<T>
