@@ -129,6 +129,44 @@ public sealed class RoundTripTests
     }
 
     [Test]
+    public async Task Avro_GenericRecordProduced_ReadAsGenericAndAsGeneratedType()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        await using var registry = EmbeddedSchemaRegistry.Start();
+        cluster.CreateTopic("orders");
+        using var client = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = registry.Url });
+        var options = new SchemaRegistryOptions { Url = registry.Url };
+        var record = new global::Avro.Generic.GenericRecord((global::Avro.RecordSchema)Order._SCHEMA);
+        record.Add("id", "generic-1");
+        record.Add("amount", 7.5);
+        await using (var producer = new KafkaProducerBuilder<string, global::Avro.Generic.GenericRecord>("g", new KafkaProducerOptions { BootstrapServers = cluster.BootstrapServers }).UseAvro(client, options).Build())
+        {
+            await producer.ProduceAsync("orders", new Message<string, global::Avro.Generic.GenericRecord> { Key = "k", Value = record });
+        }
+
+        var generic = new List<global::Avro.Generic.GenericRecord>();
+        var specific = new List<Order>();
+        await using var genericConsumer = new Consuming.KafkaConsumerBuilder<string, global::Avro.Generic.GenericRecord>("generic", Kit.ConsumerOptions(cluster, "orders", "generic"))
+            .UseAvro(client, options)
+            .SetHandler((r, _) => { lock (generic) { generic.Add(r.Message.Value); } return default; })
+            .Build();
+        await using var specificConsumer = new Consuming.KafkaConsumerBuilder<string, Order>("specific", Kit.ConsumerOptions(cluster, "orders", "specific"))
+            .UseAvro(client, options)
+            .SetHandler((r, _) => { lock (specific) { specific.Add(r.Message.Value); } return default; })
+            .Build();
+        await genericConsumer.StartAsync();
+        await specificConsumer.StartAsync();
+
+        await Wait.ForAsync(() => { lock (generic) { lock (specific) { return generic.Count == 1 && specific.Count == 1; } } }, Long, "both consumers read the record");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(generic[0]["id"], Is.EqualTo("generic-1"));
+            Assert.That((specific[0].Id, specific[0].Amount), Is.EqualTo(("generic-1", 7.5)));
+        });
+    }
+
+    [Test]
     public async Task Avro_IncompatibleChange_ProduceRefusedWithRegistryMessage_NothingEnqueued()
     {
         await using var cluster = EmbeddedKafkaCluster.Start();

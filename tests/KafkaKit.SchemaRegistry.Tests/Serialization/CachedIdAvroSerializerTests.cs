@@ -38,6 +38,13 @@ public sealed class CachedIdAvroSerializerTests
             }
         }
 
+        var strings = new CachedIdAvroSerializer<string>(new AvroSerializer<string>(client), useLatestVersion: false);
+        var stringContext = new SerializationContext(MessageComponentType.Value, "texts");
+        foreach (var text in new[] { "first", "zweite ü", string.Empty })
+        {
+            Assert.That(await strings.SerializeAsync(text, stringContext), Is.EqualTo(await new AvroSerializer<string>(client).SerializeAsync(text, stringContext)), text);
+        }
+
         var back = await new AvroDeserializer<Order>(client).DeserializeAsync(
             await cached.SerializeAsync(new Order { Id = "x", Amount = 2 }, new SerializationContext(MessageComponentType.Value, "other")),
             false,
