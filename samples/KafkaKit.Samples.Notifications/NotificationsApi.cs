@@ -3,7 +3,6 @@ using Confluent.Kafka;
 using KafkaKit.Producing;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
-using Polly.CircuitBreaker;
 
 namespace KafkaKit.Samples.Notifications;
 
@@ -117,10 +116,10 @@ internal static class NotificationsApi
                 detail: $"Kafka refused the notification: {e.Error.Reason}. Sending it again will fail the same way.",
                 extensions: Extensions(notification.Id, e.Error));
         }
-        catch (BrokenCircuitException e)
+        catch (ProducerCircuitOpenException e)
         {
-            Log.ProduceFailed(logger, notification.Id, 503, e.Message);
-            return Unavailable(http, o, notification.Id, "Recent notifications failed, so sending is paused for a moment (circuit open); the notification was not sent.", null);
+            Log.ProduceFailed(logger, notification.Id, 503, $"{e.Error.Reason} ({e.Error.Code})");
+            return Unavailable(http, o, notification.Id, "Recent notifications failed, so sending is paused for a moment (circuit open); the notification was not sent.", e.Error);
         }
         catch (ObjectDisposedException)
         {

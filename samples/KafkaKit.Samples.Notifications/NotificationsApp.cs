@@ -32,8 +32,8 @@ internal sealed class NotificationsApp : IAsyncDisposable
         Usage: dotnet run --project samples/KafkaKit.Samples.Notifications [-- [--role all|api|worker] [--urls http://127.0.0.1:5080] [--KafkaKit:BootstrapServers host:port]]
           --role     all (default): API + worker in one process; api: POST /notifications only; worker: consumer, streams, page
           --urls     where to listen (default http://127.0.0.1:5080)
-          KafkaKit__BootstrapServers=host:port (or --KafkaKit:BootstrapServers host:port) uses a real cluster; without it an
-          embedded cluster (in memory) runs in this process.
+          KafkaKit__BootstrapServers=host:port (or --KafkaKit:BootstrapServers host:port, or KafkaKit:Client:bootstrap.servers)
+          uses a real cluster; without it an embedded cluster (in memory) runs in this process.
         """;
 
     private static readonly JsonSerializerOptions HealthJson = new(JsonSerializerDefaults.Web) { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -84,8 +84,12 @@ internal sealed class NotificationsApp : IAsyncDisposable
             builder.WebHost.UseUrls(DefaultUrl);
         }
 
+        // Bootstrap servers may be set as KafkaKit:BootstrapServers or among the shared librdkafka settings.
+        string? Servers() => string.IsNullOrWhiteSpace(builder.Configuration["KafkaKit:BootstrapServers"])
+            ? builder.Configuration["KafkaKit:Client:bootstrap.servers"]
+            : builder.Configuration["KafkaKit:BootstrapServers"];
         EmbeddedKafkaCluster? cluster = null;
-        if (string.IsNullOrWhiteSpace(builder.Configuration["KafkaKit:BootstrapServers"]))
+        if (string.IsNullOrWhiteSpace(Servers()))
         {
             cluster = EmbeddedKafkaCluster.Start(brokers: EmbeddedBrokers);
             try
@@ -112,7 +116,7 @@ internal sealed class NotificationsApp : IAsyncDisposable
                 Log.EmbeddedClusterStarted(logger, EmbeddedBrokers, cluster.BootstrapServers, settings.Topic, settings.Partitions);
             }
 
-            Log.Running(logger, role.ToString().ToLowerInvariant(), builder.Configuration["KafkaKit:BootstrapServers"]!);
+            Log.Running(logger, role.ToString().ToLowerInvariant(), Servers()!);
             return new NotificationsApp(app, role, cluster);
         }
         catch

@@ -18,9 +18,13 @@ internal sealed class TopicInitializer(IOptions<KafkaKitOptions> kafka, IOptions
         var o = options.Value;
         var config = new AdminClientConfig(new Dictionary<string, string>(kafka.Value.Client, StringComparer.Ordinal))
         {
-            BootstrapServers = kafka.Value.BootstrapServers,
             SocketTimeoutMs = (int)Timeout.TotalMilliseconds,
         };
+        if (!string.IsNullOrWhiteSpace(kafka.Value.BootstrapServers))
+        {
+            config.BootstrapServers = kafka.Value.BootstrapServers; // otherwise KafkaKit:Client:bootstrap.servers stays
+        }
+
         using var admin = new AdminClientBuilder(config).SetLogHandler((_, _) => { }).Build();
         try
         {

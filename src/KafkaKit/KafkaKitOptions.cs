@@ -19,10 +19,18 @@ namespace KafkaKit;
 /// </example>
 public sealed class KafkaKitOptions
 {
-    /// <summary>Gets or sets the initial brokers shared by every client, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Default: none.</summary>
+    /// <summary>
+    /// Gets or sets the initial brokers shared by every client, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>).
+    /// Default: none. <c>bootstrap.servers</c> in <see cref="Client"/> does the same; setting both to different values
+    /// is refused at start.
+    /// </summary>
     public string? BootstrapServers { get; set; }
 
-    /// <summary>Gets the librdkafka properties shared by every client (security, SASL, SSL, client rack...). Per-client <c>Config</c> entries override them.</summary>
+    /// <summary>
+    /// Gets the librdkafka properties shared by every client (security, SASL, SSL, client rack, bootstrap servers...).
+    /// A client's typed options (<c>BootstrapServers</c>, <c>GroupId</c>...) and its own <c>Config</c> entries override
+    /// them; a consumer's dead-letter producer inherits them with the consumer's other connection settings.
+    /// </summary>
     public IDictionary<string, string> Client { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
 
     /// <summary>Gets the named producers' options.</summary>

@@ -1,3 +1,4 @@
+using KafkaKit.Tests.DependencyInjection;
 using KafkaKit.Tests.Internal;
 using KafkaKit.Tests.Reliability;
 
@@ -6,15 +7,16 @@ namespace KafkaKit.Tests;
 /// <summary>
 /// The test assembly's entry point (the test runner does not use it): with <see cref="MemberProcess.Verb"/> it runs a
 /// consumer-group member in a process of its own, which a reliability scenario can kill; with
-/// <see cref="LibrdkafkaChild.Verb"/> it lets Confluent.Kafka load librdkafka before KafkaKit does.
+/// <see cref="HostedConsumerProcess.Verb"/> a host whose consumer faults; with <see cref="LibrdkafkaChild.Verb"/> it lets
+/// Confluent.Kafka load librdkafka before KafkaKit does.
 /// </summary>
 internal static class Program
 {
-    public static Task<int> Main(string[] args) =>
-        args switch
-        {
-            [MemberProcess.Verb, .. var rest] => MemberProcess.RunAsync(rest),
-            [LibrdkafkaChild.Verb] => LibrdkafkaChild.RunAsync(),
-            _ => Task.FromResult(0),
-        };
+    public static Task<int> Main(string[] args) => args switch
+    {
+        [MemberProcess.Verb, .. var rest] => MemberProcess.RunAsync(rest),
+        [HostedConsumerProcess.Verb, .. var rest] => HostedConsumerProcess.RunAsync(rest),
+        [LibrdkafkaChild.Verb] => LibrdkafkaChild.RunAsync(),
+        _ => Task.FromResult(0),
+    };
 }

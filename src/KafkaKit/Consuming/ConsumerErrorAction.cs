@@ -5,14 +5,20 @@ public enum ConsumerErrorAction
 {
     /// <summary>
     /// Stop the consumer: the failed message's offset is not committed, so the next owner of the partition receives it
-    /// first. Nothing is lost or skipped; the consumer's health turns unhealthy. The default.
+    /// first. Nothing is lost or skipped; the consumer's health turns unhealthy. A consumer run by the host then stops the
+    /// application too, unless <see cref="KafkaConsumerOptions.OnFault"/> says to keep it running. The default.
     /// </summary>
     Stop = 0,
 
     /// <summary>
     /// Produce the original key and value bytes and headers, plus headers naming the source topic, partition, offset,
     /// exception type and message, to the dead-letter topic (<see cref="KafkaConsumerOptions.DeadLetterTopic"/>, default
-    /// <c>&lt;topic&gt;.DLT</c>), then go on. If the dead-letter produce itself fails, the consumer stops.
+    /// <c>&lt;topic&gt;.DLT</c>), then go on. If the dead-letter produce itself fails, the consumer stops. The dead-letter
+    /// producer (idempotent, <c>acks=all</c>, <c>client.id</c> = the consumer's + <c>"-dlt"</c>) inherits the consumer's
+    /// librdkafka properties except the consumer-only ones (so its bootstrap servers, security, SASL, SSL and socket
+    /// settings), logs through the consumer's logger, and at stop gets what is left of
+    /// <see cref="KafkaConsumerOptions.ShutdownTimeout"/> + <see cref="KafkaConsumerOptions.CloseTimeout"/> to deliver
+    /// what is in flight (the rest is purged; those offsets were not committed).
     /// </summary>
     DeadLetter = 1,
 

@@ -1,12 +1,20 @@
 using System.Globalization;
 using System.Text;
 using Confluent.Kafka;
+using KafkaKit.Diagnostics;
+using KafkaKit.Internal;
+using KafkaKit.Producing;
+using Microsoft.Extensions.Logging;
 
 namespace KafkaKit.Consuming;
 
 /// <summary>
 /// Produces failed messages, byte for byte, to a dead-letter topic with headers saying where they came from and why
-/// they failed. The producer is created at the first failure and is idempotent with <c>acks=all</c>.
+/// they failed. The producer is created at the first failure, is idempotent with <c>acks=all</c>, and connects like its
+/// consumer: it inherits the consumer's effective librdkafka properties (bootstrap servers, <c>security.protocol</c>,
+/// <c>ssl.*</c>, <c>sasl.*</c>, <c>socket.*</c>, <c>client.rack</c>, <c>debug</c>...) except the consumer-only ones,
+/// with <c>client.id</c> = the consumer's <c>client.id</c> + <c>"-dlt"</c>. Its librdkafka log lines and errors go to
+/// the consumer's logger.
 /// </summary>
 internal sealed class DeadLetterPublisher : IDisposable
 {
@@ -28,19 +36,51 @@ internal sealed class DeadLetterPublisher : IDisposable
     /// <summary>Header with the exception's message.</summary>
     public const string ExceptionMessageHeader = "kafkakit-dlt-exception-message";
 
-    private readonly Lazy<IProducer<byte[]?, byte[]?>> _producer;
-    private readonly string? _topic;
-
-    public DeadLetterPublisher(IDictionary<string, string> producerConfig, string? topic)
+    /// <summary>
+    /// The properties a producer must not inherit from its consumer: librdkafka's consumer-only properties (scope C in
+    /// its CONFIGURATION.md, as Confluent.Kafka 2.16's <see cref="ConsumerConfig"/> lists them, plus their aliases),
+    /// and <c>statistics.interval.ms</c> (the dead-letter producer has no statistics handler).
+    /// </summary>
+    internal static readonly HashSet<string> NotInherited = new(StringComparer.Ordinal)
     {
+        "group.id", "group.instance.id", "partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
+        "group.protocol.type", "group.protocol", "group.remote.assignor", "coordinator.query.interval.ms",
+        "max.poll.interval.ms", "max.poll.records", "enable.auto.commit", "auto.commit.enable", "auto.commit.interval.ms",
+        "enable.auto.offset.store", "auto.offset.reset", "queued.min.messages", "queued.max.messages.kbytes",
+        "fetch.wait.max.ms", "fetch.queue.backoff.ms", "max.partition.fetch.bytes", "fetch.message.max.bytes",
+        "fetch.max.bytes", "fetch.min.bytes", "fetch.error.backoff.ms", "isolation.level", "enable.partition.eof",
+        "check.crcs", "consume.callback.max.messages", "offset.store.method", "offset.store.path",
+        "offset.store.sync.interval.ms", "share.acknowledgement.mode", "statistics.interval.ms",
+    };
+
+    private readonly object _gate = new();
+    private readonly string _name;
+    private readonly string? _topic;
+    private readonly ILogger _logger;
+    private readonly ClientLogSummariser _logSummariser;
+    private IProducer<byte[]?, byte[]?>? _producer;
+    private bool _closed;
+
+    /// <summary>Initializes a new instance of the <see cref="DeadLetterPublisher"/> class.</summary>
+    /// <param name="consumerName">The consumer's name, for logs.</param>
+    /// <param name="consumerConfig">The consumer's effective librdkafka properties.</param>
+    /// <param name="topic">The dead-letter topic, or <see langword="null"/> for the source topic + <c>".DLT"</c>.</param>
+    /// <param name="logger">The consumer's logger.</param>
+    public DeadLetterPublisher(string consumerName, IReadOnlyDictionary<string, string> consumerConfig, string? topic, ILogger logger)
+    {
+        _name = consumerName;
         _topic = topic;
-        _producer = new Lazy<IProducer<byte[]?, byte[]?>>(
-            () => new ProducerBuilder<byte[]?, byte[]?>(producerConfig).Build(),
-            LazyThreadSafetyMode.ExecutionAndPublication);
+        _logger = logger;
+        _logSummariser = new ClientLogSummariser(logger, consumerName + "-dlt", TimeProvider.System);
+        Config = ProducerConfigFor(consumerConfig);
     }
+
+    /// <summary>Gets the dead-letter producer's librdkafka properties.</summary>
+    internal IReadOnlyDictionary<string, string> Config { get; }
 
     /// <summary>Produces <paramref name="failed"/> to its dead-letter topic and waits for the broker's acknowledgement.</summary>
     /// <returns>The dead-letter topic.</returns>
+    /// <exception cref="ObjectDisposedException">The publisher was closed (the consumer stopped).</exception>
     public async Task<string> PublishAsync(ConsumeResult<byte[]?, byte[]?> failed, Exception error, string groupId, CancellationToken cancellationToken)
     {
         var topic = _topic ?? failed.Topic + ".DLT";
@@ -66,19 +106,96 @@ internal sealed class DeadLetterPublisher : IDisposable
                 headers.Add(key, Encoding.UTF8.GetBytes(value));
             }
         }
-        await _producer.Value.ProduceAsync(
+
+        await Producer().ProduceAsync(
             topic,
             new Message<byte[]?, byte[]?> { Key = failed.Message.Key, Value = failed.Message.Value, Headers = headers, Timestamp = failed.Message.Timestamp },
             cancellationToken).ConfigureAwait(false);
         return topic;
     }
 
-    public void Dispose()
+    /// <summary>
+    /// Waits for outstanding dead-letter messages at most <paramref name="flushTimeout"/>, purges the rest (their
+    /// <see cref="PublishAsync"/> calls fail, so their source offsets are not committed) and releases the producer.
+    /// Idempotent; later <see cref="PublishAsync"/> calls throw <see cref="ObjectDisposedException"/>.
+    /// </summary>
+    /// <param name="flushTimeout">The flush bound; zero or less purges at once.</param>
+    public void Close(TimeSpan flushTimeout)
     {
-        if (_producer.IsValueCreated)
+        IProducer<byte[]?, byte[]?>? producer;
+        lock (_gate)
         {
-            _producer.Value.Flush(TimeSpan.FromSeconds(10));
-            _producer.Value.Dispose();
+            producer = _closed ? null : _producer;
+            _closed = true;
+        }
+
+        if (producer is null)
+        {
+            _logSummariser.Dispose();
+            return;
+        }
+
+        var bound = flushTimeout > TimeSpan.Zero ? flushTimeout : TimeSpan.Zero;
+        var undelivered = producer.Flush(bound);
+        if (undelivered > 0)
+        {
+            ConsumerLog.DeadLetterPurged(_logger, _name, undelivered, bound);
+            Librdkafka.TryPurge(producer.Handle, inFlight: true);
+        }
+
+        producer.Dispose();
+        _logSummariser.Dispose();
+    }
+
+    /// <summary>Closes without waiting for outstanding dead-letter messages (see <see cref="Close"/>).</summary>
+    public void Dispose() => Close(TimeSpan.Zero);
+
+    /// <summary>The dead-letter producer's properties: KafkaKit's producer defaults, then the consumer's inherited ones.</summary>
+    /// <param name="consumerConfig">The consumer's effective librdkafka properties.</param>
+    /// <returns>The producer's properties.</returns>
+    internal static Dictionary<string, string> ProducerConfigFor(IReadOnlyDictionary<string, string> consumerConfig)
+    {
+        var config = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (key, value) in KafkaProducerOptions.DefaultConfig)
+        {
+            config[key] = value;
+        }
+
+        foreach (var (key, value) in consumerConfig)
+        {
+            // dotnet.* are Confluent.Kafka's own client settings (consume-result fields, delivery-report switches), not
+            // connection settings: the producer keeps Confluent's defaults, which deliver reports.
+            if (!NotInherited.Contains(key) && !key.StartsWith("dotnet.", StringComparison.Ordinal))
+            {
+                config[key] = value;
+            }
+        }
+
+        config["client.id"] = (consumerConfig.TryGetValue("client.id", out var id) ? id : "kafkakit") + "-dlt";
+        return config;
+    }
+
+    private IProducer<byte[]?, byte[]?> Producer()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_closed, this);
+            if (_producer is null)
+            {
+                _producer = new ProducerBuilder<byte[]?, byte[]?>(Config)
+                    .SetLogHandler((_, message) => ClientLog.Forward(_logSummariser, message))
+                    .SetErrorHandler((_, error) =>
+                    {
+                        if (_logSummariser.ShouldLog(LogLevel.Warning, error.Reason))
+                        {
+                            ConsumerLog.DeadLetterProducerError(_logger, _name, error.Reason, error.Code);
+                        }
+                    })
+                    .Build();
+                ConsumerLog.DeadLetterProducerCreated(_logger, _name, ConfigText.Redacted(Config));
+            }
+
+            return _producer;
         }
     }
 }

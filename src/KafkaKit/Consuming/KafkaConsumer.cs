@@ -25,12 +25,15 @@ namespace KafkaKit.Consuming;
 /// <para>
 /// Offsets: <c>enable.auto.commit=true</c>, <c>enable.auto.offset.store=false</c>. The offset after a message is stored
 /// only once every earlier message of its partition completed, and only while the partition is assigned; stored offsets
-/// are committed every <see cref="KafkaConsumerOptions.CommitInterval"/>, and synchronously on revoke and on stop.
+/// are committed every <see cref="KafkaConsumerOptions.CommitInterval"/>, when partitions are revoked (librdkafka commits
+/// the revoked partitions' final offsets before the member rejoins), and synchronously on stop.
 /// </para>
 /// <para>
 /// Rebalance callbacks run on the poll thread. On revoke, the revoked partitions' handlers get
-/// <see cref="KafkaConsumerOptions.RevokeTimeout"/> to finish (then are cancelled), their offsets are stored and committed,
-/// then the revoked callback runs. On loss (session timeout, fencing), handlers are cancelled and nothing is committed.
+/// <see cref="KafkaConsumerOptions.RevokeTimeout"/> to finish (then are cancelled), their final offsets are stored, the
+/// revoked callback runs, and once it returns librdkafka commits those offsets before the member rejoins the group. On
+/// loss (session timeout, fencing), handlers are cancelled and nothing is committed. The assigned callback does no network
+/// call: each assignment's start offsets are looked up afterwards, on another thread, and logged as one line (event 2001).
 /// Exceptions from user callbacks are logged and never reach librdkafka.
 /// </para>
 /// </remarks>
@@ -40,8 +43,9 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     internal static readonly ResiliencePropertyKey<TopicPartitionOffset> MessageKey = new("KafkaKit.Message");
 
     private const int PausedPollMs = 5;
+    private const long OffsetTailBase = -2000; // librdkafka's RD_KAFKA_OFFSET_TAIL_BASE: -2000 - n starts n messages before the end
     private static readonly TimeSpan MaintenanceInterval = TimeSpan.FromMilliseconds(10);
-    private static readonly TimeSpan CommittedLookupTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan StartLookupTimeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan CancelGrace = TimeSpan.FromSeconds(1);
 
     private readonly ConsumerConfig _config;
@@ -54,6 +58,8 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly DeadLetterPublisher? _deadLetters;
     private readonly RebalanceCallbacks _callbacks;
     private readonly ILogger _logger;
+    private readonly ClientLogSummariser _logSummariser;
+    private readonly PatternSubscriptionWatch? _patternWatch;
     private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
     private readonly SemaphoreSlim _concurrency;
     private readonly CancellationTokenSource _stopHard = new();
@@ -66,11 +72,13 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private Exception? _fault;
     private long _lastPollTimestamp;
     private int _pausedCount; // poll thread only
+    private TopicPartition[]? _watchedAssignment; // poll thread only: the assignment the pattern watch last saw
     private long _bufferedBytes; // poll thread only: estimate of all buffers, exact at each maintenance
     private List<System.Diagnostics.Metrics.Measurement<long>> _lags = [];
     private IDisposable? _lagGauge;
     private long _commitFailures;
     private long? _shutdownDeadline; // poll thread: the Stopwatch timestamp that bounds the drain once stopping
+    private Task _startLookup = Task.CompletedTask; // poll thread: the start-position lookups of the assignments (LogStartPositions)
 
     internal KafkaConsumer(
         string name,
@@ -96,6 +104,8 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _deadLetters = deadLetters;
         _callbacks = callbacks;
         _logger = logger;
+        _logSummariser = new ClientLogSummariser(logger, name, TimeProvider.System);
+        _patternWatch = PatternSubscriptionWatch.For(name, options.Topics, config, logger, () => State == KafkaConsumerState.Running ? ClientHandle : null);
         _concurrency = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
     }
@@ -144,8 +154,23 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
     }
 
+    /// <summary>Gets the librdkafka properties the client is built with (KafkaKit's defaults and the user's, merged).</summary>
+    internal ConsumerConfig Config => _config;
+
+    /// <summary>Gets the dead-letter publisher with <see cref="ConsumerErrorAction.DeadLetter"/>, or <see langword="null"/>.</summary>
+    internal DeadLetterPublisher? DeadLetters => _deadLetters;
+
     /// <summary>Gets the number of offset commits that failed so far (each logged; later commits carry the offsets).</summary>
     public long CommitFailures => Interlocked.Read(ref _commitFailures);
+
+    /// <summary>Waits until the poll thread has stopped, for whatever reason (never throws); <see cref="State"/> then says how.</summary>
+    /// <returns>A task that completes when the consumer has stopped.</returns>
+#pragma warning disable VSTHRD003 // the task of a completion source this class owns and completes (continuations run asynchronously)
+    internal Task WhenStoppedAsync() => _stopped.Task;
+#pragma warning restore VSTHRD003
+
+    /// <summary>Gets the options the consumer was built with.</summary>
+    internal KafkaConsumerOptions Options => _options;
 
     /// <summary>
     /// Creates the librdkafka consumer, subscribes and starts the poll thread. Returns at once: joining the group and
@@ -171,12 +196,13 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         }
 
         ConsumerLog.Starting(_logger, Name, _config.GroupId, string.Join(", ", _options.Topics), _options.AssignmentStrategy.ToString(),
-            _config.AutoOffsetReset?.ToString() ?? "latest", ConfigText.Redacted(_config));
+            _config.Get("auto.offset.reset") ?? "latest");
+        ConsumerLog.Configuration(_logger, Name, ConfigText.Redacted(_config));
         try
         {
             _consumer = new ConsumerBuilder<byte[]?, byte[]?>(_config)
                 .SetErrorHandler((_, error) => OnError(error))
-                .SetLogHandler((_, message) => ClientLog.Forward(_logger, message))
+                .SetLogHandler((_, message) => ClientLog.Forward(_logSummariser, message))
                 .SetOffsetsCommittedHandler((_, committed) => OnCommitted(committed))
                 .SetStatisticsHandler((_, json) => OnStatistics(json))
                 .SetPartitionsAssignedHandler((_, partitions) => OnAssigned(partitions))
@@ -284,6 +310,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 {
                     lastMaintenance = Stopwatch.GetTimestamp();
                     Maintain(consumer);
+                    WatchPatterns();
                 }
             }
         }
@@ -319,6 +346,20 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             worker.Paused = true;
             _pausedCount++;
             ConsumerLog.PartitionPaused(_logger, Name, worker.Partition, worker.Buffered, _bufferedBytes);
+        }
+    }
+
+    /// <summary>
+    /// Has the pattern watch list the matched topics at the first poll and after each assignment change: librdkafka
+    /// rejoins the group whenever the topics its patterns match change.
+    /// </summary>
+    private void WatchPatterns()
+    {
+        var assignment = _assignment;
+        if (_patternWatch is not null && !ReferenceEquals(assignment, _watchedAssignment))
+        {
+            _watchedAssignment = assignment;
+            _patternWatch.Signal();
         }
     }
 
@@ -491,8 +532,17 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
 
             _workers.Clear();
             _assignment = [];
+
+            // A start-position lookup calls into the client from its own thread: let it end (it gives up once a stop was
+            // requested, and its calls are bounded by StartLookupTimeout) before the native handle goes. Blocking is
+            // fine on this dedicated thread.
+            ((IAsyncResult)_startLookup).AsyncWaitHandle.WaitOne();
+            _patternWatch?.WaitForCheck();
             consumer.Dispose();
-            _deadLetters?.Dispose();
+            _logSummariser.Dispose();
+            // Dead-letter messages still in flight get what is left of the stop's bound (ShutdownTimeout from the start
+            // of the stop, then CloseTimeout), so StopAsync returns within its documented bound; the rest is purged.
+            _deadLetters?.Close(_stopHard.IsCancellationRequested ? TimeSpan.Zero : Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline) + _options.CloseTimeout);
             _lagGauge?.Dispose();
             var final = Fault is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted;
             Volatile.Write(ref _state, (int)final);
@@ -625,47 +675,136 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             }
         }
 
-        LogStartPositions(starts);
+        // The start positions take network round trips to find (up to StartLookupTimeout): never here, where librdkafka
+        // waits for this callback before it fetches the partitions and before this member can take its next rebalance
+        // step. One lookup at a time, in rebalance order, on a thread of its own; only when the line will be written, and
+        // nothing in the rebalance waits for it, so its timing does not depend on the log level.
+        if (starts.Count > 0 && _logger.IsEnabled(LogLevel.Information))
+        {
+            _startLookup = _startLookup.ContinueWith(
+                _ => LogStartPositions(starts), CancellationToken.None, TaskContinuationOptions.LongRunning, TaskScheduler.Default);
+        }
+
         return starts;
     }
 
+    /// <summary>
+    /// Finds each newly assigned partition's start offset and why, and logs them as one line (event 2001). Runs on a
+    /// thread of its own after the assignment callback returned; bounded by <see cref="StartLookupTimeout"/>.
+    /// </summary>
+    /// <remarks>
+    /// The committed offsets are read just after the assignment, before this member can have committed anything newer
+    /// for them (its first commit comes at the next <see cref="KafkaConsumerOptions.CommitInterval"/> tick at the
+    /// earliest). Where no offset is committed, the offset <c>auto.offset.reset</c> leads to is read from the partition's
+    /// watermarks: the low one for earliest, the high one for latest.
+    /// </remarks>
     private void LogStartPositions(List<TopicPartitionOffset> starts)
     {
-        if (!_logger.IsEnabled(LogLevel.Information))
+        var deadline = Stopwatch.GetTimestamp() + (long)(StartLookupTimeout.TotalSeconds * Stopwatch.Frequency);
+        TimeSpan Left() => TimeSpan.FromSeconds(Math.Max(0, deadline - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency);
+        var consumer = _consumer!;
+        var reset = _config.AutoOffsetReset ?? AutoOffsetReset.Latest;
+        var resetName = reset.ToString().ToLowerInvariant();
+        var resetTarget = reset switch
         {
-            return;
-        }
-
-        List<TopicPartitionOffset>? committed = null;
+            AutoOffsetReset.Earliest => Offset.Beginning,
+            AutoOffsetReset.Latest => Offset.End,
+            _ => Offset.Unset,
+        };
         try
         {
-            committed = _consumer!.Committed(starts.Select(s => s.TopicPartition), CommittedLookupTimeout);
+            // 1. The group's committed offsets, for the partitions the assigned callback left to them (one request).
+            Dictionary<TopicPartition, Offset>? committed = null;
+            var committedFailure = "lookup skipped while stopping";
+            var toLookUp = starts.Where(s => !ChosenByCallback(s.Offset)).Select(s => s.TopicPartition).ToList();
+            if (toLookUp.Count > 0 && !_stopRequested)
+            {
+                try
+                {
+                    committed = consumer.Committed(toLookUp, Left()).ToDictionary(c => c.TopicPartition, c => c.Offset);
+                }
+                catch (KafkaException e)
+                {
+                    committedFailure = e.Error.Reason;
+                }
+            }
+
+            // 2. Where each partition starts: a number, or a logical offset (beginning, end, n before the end) with why.
+            var targets = new List<(TopicPartition Partition, Offset Target, string Why)>(starts.Count);
+            foreach (var start in starts)
+            {
+                if (ChosenByCallback(start.Offset))
+                {
+                    var how = start.Offset.Value >= 0 ? string.Empty
+                        : start.Offset == Offset.Beginning ? "beginning, "
+                        : start.Offset == Offset.End ? "end, "
+                        : $"{OffsetTailBase - start.Offset.Value} before the end, ";
+                    targets.Add((start.TopicPartition, start.Offset, $"{how}set by the partitions-assigned callback"));
+                }
+                else if (committed is null)
+                {
+                    targets.Add((start.TopicPartition, Offset.Unset, $"committed offset unknown: {committedFailure}; else {resetName}: auto.offset.reset"));
+                }
+                else if (committed.TryGetValue(start.TopicPartition, out var offset) && !offset.IsSpecial)
+                {
+                    targets.Add((start.TopicPartition, offset, "committed"));
+                }
+                else
+                {
+                    targets.Add((start.TopicPartition, resetTarget, resetTarget == Offset.Unset
+                        ? "no committed offset and auto.offset.reset=error: the partition reports an error"
+                        : $"{resetName}: auto.offset.reset, no committed offset"));
+                }
+            }
+
+            // 3. The watermarks the logical offsets stand for: one ListOffsets per kind for all partitions
+            //    (timestamp -2 is the earliest offset, -1 the latest).
+            var earliest = Watermarks(consumer, targets.Where(t => t.Target == Offset.Beginning || t.Target.Value <= OffsetTailBase).Select(t => t.Partition), Offset.Beginning.Value, Left);
+            var latest = Watermarks(consumer, targets.Where(t => t.Target == Offset.End || t.Target.Value <= OffsetTailBase).Select(t => t.Partition), Offset.End.Value, Left);
+            var positions = targets.Select(t =>
+            {
+                long? number = t.Target.Value >= 0 ? t.Target.Value
+                    : t.Target == Offset.Beginning ? Find(earliest, t.Partition)
+                    : t.Target == Offset.End ? Find(latest, t.Partition)
+                    : t.Target.Value <= OffsetTailBase && Find(latest, t.Partition) is { } high
+                        ? Math.Max(Find(earliest, t.Partition) ?? 0, high - (OffsetTailBase - t.Target.Value))
+                        : null;
+                var at = number?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "?";
+                return $"{t.Partition.Topic} [{t.Partition.Partition.Value}] @{at} ({t.Why})";
+            });
+            ConsumerLog.Assigned(_logger, Name, starts.Count, string.Join(", ", positions));
+        }
+        catch (ObjectDisposedException)
+        {
+            // the consumer stopped meanwhile
+        }
+    }
+
+    private static long? Find(Dictionary<TopicPartition, long>? offsets, TopicPartition partition) =>
+        offsets is not null && offsets.TryGetValue(partition, out var offset) ? offset : null;
+
+    /// <summary>The earliest (-2) or latest (-1) offset of each partition in one request; <see langword="null"/> when it failed or time ran out.</summary>
+    private Dictionary<TopicPartition, long>? Watermarks(IConsumer<byte[]?, byte[]?> consumer, IEnumerable<TopicPartition> partitions, long which, Func<TimeSpan> left)
+    {
+        var list = partitions.Select(p => new TopicPartitionTimestamp(p, new Timestamp(which, TimestampType.NotAvailable))).ToList();
+        if (list.Count == 0 || _stopRequested || left() <= TimeSpan.Zero)
+        {
+            return null;
+        }
+
+        try
+        {
+            return consumer.OffsetsForTimes(list, left()).Where(o => o.Offset.Value >= 0).ToDictionary(o => o.TopicPartition, o => o.Offset.Value);
         }
         catch (KafkaException)
         {
-            // unknown: logged as such below
-        }
-
-        var reset = _config.AutoOffsetReset?.ToString().ToLowerInvariant() ?? "latest";
-        foreach (var start in starts)
-        {
-            if (start.Offset != Offset.Unset)
-            {
-                ConsumerLog.Assigned(_logger, Name, start.TopicPartition, start.Offset.ToString(), "chosen by the partitions-assigned callback");
-                continue;
-            }
-
-            var found = committed?.FirstOrDefault(c => c.TopicPartition == start.TopicPartition);
-            if (found is not null && !found.Offset.IsSpecial)
-            {
-                ConsumerLog.Assigned(_logger, Name, start.TopicPartition, found.Offset.ToString(), "committed offset");
-            }
-            else
-            {
-                ConsumerLog.Assigned(_logger, Name, start.TopicPartition, reset, committed is null ? "committed offset unknown (lookup failed); else auto.offset.reset" : "no committed offset: auto.offset.reset");
-            }
+            return null; // logged as "?"
         }
     }
+
+    /// <summary>Whether the assigned callback chose this start (a concrete offset, beginning, end or n before the end), rather than leaving it to the committed offset.</summary>
+    private static bool ChosenByCallback(Offset offset) =>
+        offset.Value >= 0 || offset == Offset.Beginning || offset == Offset.End || offset.Value <= OffsetTailBase;
 
     private void OnRevoked(List<TopicPartitionOffset> partitions)
     {
@@ -687,7 +826,10 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             Retire(_consumer!, worker);
         }
 
-        Commit(_consumer!);
+        // No commit here: once this callback returns, librdkafka removes the partitions and, with enable.auto.commit
+        // (always on in KafkaKit), commits their stored offsets and waits for that commit before the member rejoins
+        // (rd_kafka_assignment_serve_removals; not for a lost assignment). A commit here as well would only keep the
+        // group waiting one more round trip; its outcome reaches OnCommitted (logged and counted when it fails).
         ConsumerLog.Revoked(_logger, Name, partitions.Count, string.Join(", ", partitions.Select(p => p.TopicPartition)), Stopwatch.GetElapsedTime(started));
         Invoke(_callbacks.Revoked, partitions, "partitions-revoked");
     }
@@ -778,7 +920,10 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             return;
         }
 
-        ConsumerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        if (_logSummariser.ShouldLog(LogLevel.Warning, error.Reason))
+        {
+            ConsumerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        }
     }
 
     /// <summary>
@@ -841,7 +986,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     {
         if (Interlocked.CompareExchange(ref _fault, fault, null) is null)
         {
-            ConsumerLog.Faulted(_logger, fault, Name, fault.Message);
+            ConsumerLog.Faulted(_logger, fault, Name, fault.Message.TrimEnd('.'));
         }
 
         _stopRequested = true;
@@ -886,7 +1031,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                     {
                         await _handler(result, cancellationToken).ConfigureAwait(false);
                     }
-                    catch (Exception e) when (retries && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+                    catch (Exception e) when (retries && e is not HandlerUnavailableException && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
                     {
                         firstFailure = ExceptionDispatchInfo.Capture(e);
                     }
@@ -919,6 +1064,13 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
+                return false;
+            }
+            catch (HandlerUnavailableException e)
+            {
+                // A configuration error, not a failure of this message: no retry, no OnError; the offset stays uncommitted.
+                KafkaKitTracing.Fail(activity, e);
+                Fail(e);
                 return false;
             }
             catch (Exception e)
@@ -982,7 +1134,10 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 }
 
             default:
-                Fail(new InvalidOperationException($"Handling {raw.TopicPartitionOffset} failed ({stage}); OnError is Stop, so the consumer stops and the offset is not committed.", error));
+                Fail(new InvalidOperationException(
+                    $"Handling {raw.Topic} [{raw.Partition.Value}] @{raw.Offset.Value} failed ({stage}); OnError is Stop, so the consumer stops and offset {raw.Offset.Value} is not committed (the partition's next owner receives this message first). "
+                    + "To go on past such a message, set the consumer's OnError to DeadLetter (the message goes to the dead-letter topic) or Skip.",
+                    error));
                 return false;
         }
     }

@@ -142,8 +142,11 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     }
 
     /// <summary>
-    /// Sets the callback run after partitions are revoked, once their handlers finished and their offsets were committed.
-    /// Runs on the poll thread. An exception is logged and ignored.
+    /// Sets the callback run after partitions are revoked, once their handlers finished (or were cancelled after
+    /// <see cref="KafkaConsumerOptions.RevokeTimeout"/>) and their final offsets were stored. When it returns, librdkafka
+    /// commits those offsets (<c>enable.auto.commit</c>) and the member rejoins the group only after that commit; a
+    /// failed commit is logged (event 2004) and counted. Runs on the poll thread, inside the rebalance: keep it short. An
+    /// exception is logged and ignored.
     /// </summary>
     /// <param name="callback">The callback.</param>
     /// <returns>This builder.</returns>
@@ -176,28 +179,8 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     public KafkaConsumer<TKey, TValue> Build()
     {
         Librdkafka.DescribeOnce(_loggerFactory.CreateLogger("KafkaKit.Librdkafka"));
-        var defaults = new Dictionary<string, string>
-        {
-            ["enable.auto.commit"] = "true",
-            ["enable.auto.offset.store"] = "false",
-            ["auto.offset.reset"] = "earliest",
-            ["partition.assignment.strategy"] = _options.AssignmentStrategy switch
-            {
-                PartitionAssignmentStrategy.Range => "range",
-                PartitionAssignmentStrategy.RoundRobin => "roundrobin",
-                _ => "cooperative-sticky",
-            },
-            ["auto.commit.interval.ms"] = ((int)_options.CommitInterval.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
-        };
-        if (!string.IsNullOrWhiteSpace(_options.GroupId))
-        {
-            defaults["group.id"] = _options.GroupId;
-        }
-
-        var merged = ClientProperties.Merge(_name, defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
-        var problems = _options.Validate(merged);
-        ClientProperties.RequireBootstrapServers(merged, "Consumer", _name, problems);
-        Librdkafka.Check(merged, $"Consumer '{_name}'", problems);
+        var problems = new List<string>();
+        var merged = _options.Resolve(_name, _shared, problems).Values;
         if (_handler is null)
         {
             problems.Add($"Consumer '{_name}' has no handler: call SetHandler (or register one with AddConsumer<TKey, TValue, THandler>).");
@@ -205,26 +188,19 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
 
         if (problems.Count > 0)
         {
-            throw new OptionsValidationException(_name, typeof(KafkaConsumerOptions), problems);
+            throw new OptionsValidationException(_name, typeof(KafkaConsumerOptions), problems.Distinct());
         }
 
         var logger = _loggerFactory.CreateLogger("KafkaKit.Consumer");
         DeadLetterPublisher? deadLetters = null;
         if (_options.OnError == ConsumerErrorAction.DeadLetter)
         {
-            var producerConfig = ClientProperties.Merge(
-                _name + "-dlt",
-                [new("enable.idempotence", "true"), new("acks", "all")],
-                _shared?.BootstrapServers,
-                _shared?.Client,
-                _options.BootstrapServers ?? (merged.TryGetValue("bootstrap.servers", out var servers) ? servers : null),
-                []);
-            deadLetters = new DeadLetterPublisher(producerConfig, _options.DeadLetterTopic);
+            deadLetters = new DeadLetterPublisher(_name, merged, _options.DeadLetterTopic, logger);
         }
 
         return new KafkaConsumer<TKey, TValue>(
             _name,
-            new ConsumerConfig(merged),
+            new ConsumerConfig(merged.ToDictionary(StringComparer.Ordinal)),
             _options,
             _keyDeserializer ?? KafkaSerializers.DeserializerFor<TKey>(_shared?.Json.ToSerializerOptions()),
             _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(_shared?.Json.ToSerializerOptions()),
@@ -254,7 +230,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             .AddRetry(new RetryStrategyOptions
             {
                 ShouldHandle = args => ValueTask.FromResult(
-                    args.Outcome.Exception is { } e && !(e is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)),
+                    args.Outcome.Exception is { } e and not HandlerUnavailableException && !(e is OperationCanceledException && args.Context.CancellationToken.IsCancellationRequested)),
                 MaxRetryAttempts = retry.MaxRetryAttempts,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,

@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
+using KafkaKit.Internal;
 
 namespace KafkaKit.Consuming;
 
@@ -8,16 +10,43 @@ public sealed class KafkaConsumerOptions
     /// <summary>librdkafka's default <c>max.poll.interval.ms</c>.</summary>
     internal const int DefaultMaxPollIntervalMs = 300_000;
 
-    /// <summary>Gets or sets the initial brokers, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Overrides the shared value when set.</summary>
+    /// <summary>
+    /// KafkaKit's <c>topic.metadata.refresh.interval.ms</c> for a subscription with a pattern (librdkafka's default is
+    /// 300,000 ms): a matching topic created later is found within this interval, and the rebalance that follows (a few
+    /// seconds) still fits in 30 s.
+    /// </summary>
+    internal const int PatternMetadataRefreshIntervalMs = 10_000;
+
+    /// <summary>The default of <see cref="AssignmentStrategy"/>.</summary>
+    internal const PartitionAssignmentStrategy DefaultAssignmentStrategy = PartitionAssignmentStrategy.CooperativeSticky;
+
+    /// <summary>The default of <see cref="CommitInterval"/>: 5 s.</summary>
+    internal static readonly TimeSpan DefaultCommitInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Gets or sets the initial brokers, <c>"host:port,..."</c> (librdkafka <c>bootstrap.servers</c>). Overrides the shared
+    /// value when set; a different <c>bootstrap.servers</c> in <see cref="Config"/> is refused.
+    /// </summary>
     public string? BootstrapServers { get; set; }
 
-    /// <summary>Gets or sets the consumer group id (librdkafka <c>group.id</c>). Required.</summary>
+    /// <summary>
+    /// Gets or sets the consumer group id (librdkafka <c>group.id</c>). Required, here or as <c>group.id</c> in
+    /// <see cref="Config"/> or the shared <c>KafkaKit:Client</c> (this one wins over the shared one; a different
+    /// <c>group.id</c> in <see cref="Config"/> is refused).
+    /// </summary>
     public string? GroupId { get; set; }
 
     /// <summary>
     /// Gets the topics to subscribe to. An entry starting with <c>^</c> is a regular expression matched against every
     /// topic in the cluster (librdkafka semantics). At least one is required.
     /// </summary>
+    /// <remarks>
+    /// librdkafka finds the topics a pattern matches in the cluster metadata, which it refreshes every
+    /// <c>topic.metadata.refresh.interval.ms</c>. With a pattern, KafkaKit sets that to 10,000 ms unless
+    /// <see cref="Config"/> or the shared <c>Client</c> properties set it (librdkafka's default is 300,000 ms), so a topic
+    /// created later is consumed within about 10 s plus one rebalance. The cost: one metadata request for every topic in
+    /// the cluster every 10 s per consumer. The topics a pattern starts or stops matching are logged (events 2041-2043).
+    /// </remarks>
     public IList<string> Topics { get; } = new List<string>();
 
     /// <summary>
@@ -29,8 +58,12 @@ public sealed class KafkaConsumerOptions
     /// </summary>
     public IDictionary<string, string> Config { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
 
-    /// <summary>Gets or sets the rebalance protocol. Default: <see cref="PartitionAssignmentStrategy.CooperativeSticky"/>.</summary>
-    public PartitionAssignmentStrategy AssignmentStrategy { get; set; } = PartitionAssignmentStrategy.CooperativeSticky;
+    /// <summary>
+    /// Gets or sets the rebalance protocol (librdkafka <c>partition.assignment.strategy</c>). Default:
+    /// <see cref="PartitionAssignmentStrategy.CooperativeSticky"/>; left at the default, a <c>partition.assignment.strategy</c>
+    /// in <see cref="Config"/> or <c>KafkaKit:Client</c> wins; set to another value, a different one in <see cref="Config"/> is refused.
+    /// </summary>
+    public PartitionAssignmentStrategy AssignmentStrategy { get; set; } = DefaultAssignmentStrategy;
 
     /// <summary>Gets or sets how many partitions are handled at the same time. Default: 16. Range 1 to 10,000.</summary>
     public int MaxConcurrency { get; set; } = 16;
@@ -53,8 +86,12 @@ public sealed class KafkaConsumerOptions
     /// </summary>
     public long MaxBufferedBytes { get; set; } = 64L * 1024 * 1024;
 
-    /// <summary>Gets or sets how often stored offsets are committed (librdkafka <c>auto.commit.interval.ms</c>). Default: 5 s.</summary>
-    public TimeSpan CommitInterval { get; set; } = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// Gets or sets how often stored offsets are committed (librdkafka <c>auto.commit.interval.ms</c>). Default: 5 s. Range
+    /// 1 ms to 1 day. Left at the default, an <c>auto.commit.interval.ms</c> in <see cref="Config"/> or <c>KafkaKit:Client</c>
+    /// wins; set to another value, a different one in <see cref="Config"/> is refused.
+    /// </summary>
+    public TimeSpan CommitInterval { get; set; } = DefaultCommitInterval;
 
     /// <summary>Gets or sets the poll slice: the longest a single poll waits for a message. Default: 100 ms. Range 1 ms to 5 s.</summary>
     public TimeSpan PollTimeout { get; set; } = TimeSpan.FromMilliseconds(100);
@@ -82,23 +119,76 @@ public sealed class KafkaConsumerOptions
     /// <summary>Gets or sets what happens to a message whose handling failed after retries, or that could not be deserialized. Default: <see cref="ConsumerErrorAction.Stop"/>.</summary>
     public ConsumerErrorAction OnError { get; set; } = ConsumerErrorAction.Stop;
 
+    /// <summary>
+    /// Gets or sets what the application does when this consumer stops on an error (see <see cref="KafkaConsumerState.Faulted"/>).
+    /// Applies only to a consumer run by the host (<c>AddConsumer</c>); a consumer you build and start yourself only stops.
+    /// Default: <see cref="ConsumerFaultBehavior.StopHost"/> (the application stops with exit code 1).
+    /// </summary>
+    public ConsumerFaultBehavior OnFault { get; set; } = ConsumerFaultBehavior.StopHost;
+
     /// <summary>Gets or sets the dead-letter topic for <see cref="ConsumerErrorAction.DeadLetter"/>. Default: the source topic + <c>".DLT"</c>.</summary>
     public string? DeadLetterTopic { get; set; }
 
-    /// <summary>Lists every problem of these options, empty when valid.</summary>
-    /// <param name="effective">
-    /// The librdkafka properties the consumer will really use (KafkaKit's defaults, the shared <c>Client</c> properties
-    /// and <see cref="Config"/>, merged); when <see langword="null"/>, <see cref="Config"/> alone is checked. The shared
-    /// properties matter: <c>enable.auto.commit=false</c> there would silently turn periodic commits off.
-    /// </param>
-    /// <returns>One sentence per problem, naming the value and what is allowed.</returns>
-    internal List<string> Validate(IReadOnlyDictionary<string, string>? effective = null)
+    /// <summary>
+    /// Merges this consumer's librdkafka properties (see <see cref="ClientProperties.Resolve"/>) and lists every problem of
+    /// them and of these options. The builder and the start-time validator both call it, so they accept the same settings.
+    /// </summary>
+    /// <param name="name">The consumer's name.</param>
+    /// <param name="shared">The shared options under DI, or <see langword="null"/> for a builder used alone.</param>
+    /// <param name="problems">Receives one sentence per problem, each naming the consumer and the place of the setting.</param>
+    /// <returns>The merged properties.</returns>
+    /// <remarks>
+    /// The merged properties matter, not <see cref="Config"/> alone: <c>enable.auto.commit=false</c> in the shared
+    /// properties would silently turn periodic commits off. <see cref="AssignmentStrategy"/> and
+    /// <see cref="CommitInterval"/> left at their defaults count as KafkaKit's defaults (a shared or own property wins);
+    /// set to another value they count as the consumer's own setting.
+    /// </remarks>
+    internal ClientSettings Resolve(string name, KafkaKitOptions? shared, List<string> problems)
     {
-        var properties = effective ?? (IReadOnlyDictionary<string, string>)new Dictionary<string, string>(Config, StringComparer.Ordinal);
-        var problems = new List<string>();
-        if (string.IsNullOrWhiteSpace(GroupId) && !(properties.TryGetValue("group.id", out var group) && !string.IsNullOrWhiteSpace(group)))
+        var strategy = AssignmentStrategy switch
         {
-            problems.Add("GroupId is not set; a consumer needs a consumer group id.");
+            PartitionAssignmentStrategy.Range => "range",
+            PartitionAssignmentStrategy.RoundRobin => "roundrobin",
+            _ => "cooperative-sticky",
+        };
+        var commitMs = ((long)CommitInterval.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+        KeyValuePair<string, string>[] defaults =
+        [
+            new("enable.auto.commit", "true"),
+            new("enable.auto.offset.store", "false"),
+            new("auto.offset.reset", "earliest"),
+            new("partition.assignment.strategy", strategy),
+            new("auto.commit.interval.ms", commitMs),
+
+            // A pattern sees topics created later only at a metadata refresh (librdkafka's default interval: 300 s); a
+            // shared or own value wins.
+            .. Topics.Any(t => t is not null && t.StartsWith('^'))
+                ? [new KeyValuePair<string, string>("topic.metadata.refresh.interval.ms", PatternMetadataRefreshIntervalMs.ToString(CultureInfo.InvariantCulture))]
+                : Array.Empty<KeyValuePair<string, string>>(),
+        ];
+        (string, string, string?)[] typed =
+        [
+            (nameof(BootstrapServers), "bootstrap.servers", BootstrapServers),
+            (nameof(GroupId), "group.id", GroupId),
+            (nameof(AssignmentStrategy), "partition.assignment.strategy", AssignmentStrategy == DefaultAssignmentStrategy ? null : strategy),
+            (nameof(CommitInterval), "auto.commit.interval.ms", CommitInterval == DefaultCommitInterval || !IsValidCommitInterval ? null : commitMs),
+        ];
+        var settings = ClientProperties.Resolve("Consumer", name, shared, defaults, typed, Config, problems);
+        var own = Validate(settings);
+        problems.AddRange(own.Select(p => $"{settings.Owner}: {p}"));
+        return settings;
+    }
+
+    /// <summary>Lists every problem of these options and of the merged properties, empty when valid.</summary>
+    private List<string> Validate(ClientSettings settings)
+    {
+        var properties = settings.Values;
+        var problems = new List<string>();
+        if (!(properties.TryGetValue("group.id", out var group) && !string.IsNullOrWhiteSpace(group)))
+        {
+            problems.Add(settings.Configured
+                ? $"GroupId is not set; a consumer needs a consumer group id: set {settings.OwnPlace(nameof(GroupId))} (or group.id in {settings.OwnPlace(nameof(Config))} or {ClientProperties.SharedPlace})."
+                : "GroupId is not set; a consumer needs a consumer group id.");
         }
 
         if (Topics.Count == 0)
@@ -128,27 +218,28 @@ public sealed class KafkaConsumerOptions
         Check(problems, MaxConcurrency is >= 1 and <= 10_000, $"MaxConcurrency is {MaxConcurrency}; it must be between 1 and 10000.");
         Check(problems, PartitionBufferSize is >= 1 and <= 10_000_000, $"PartitionBufferSize is {PartitionBufferSize}; it must be between 1 and 10000000 messages.");
         Check(problems, MaxBufferedBytes is >= 1L << 20 and <= 16L << 30, $"MaxBufferedBytes is {MaxBufferedBytes}; it must be between 1048576 (1 MiB) and 17179869184 (16 GiB) bytes.");
-        Check(problems, CommitInterval >= TimeSpan.FromMilliseconds(1), $"CommitInterval is {CommitInterval}; it must be at least 1 ms.");
+        Check(problems, IsValidCommitInterval, $"CommitInterval is {CommitInterval}; it must be between 1 ms and 1 day (librdkafka's auto.commit.interval.ms range).");
         Check(problems, PollTimeout >= TimeSpan.FromMilliseconds(1) && PollTimeout <= TimeSpan.FromSeconds(5), $"PollTimeout is {PollTimeout}; it must be between 1 ms and 5 s.");
         Check(problems, RevokeTimeout >= TimeSpan.Zero, $"RevokeTimeout is {RevokeTimeout}; it must be 0 or more.");
         Check(problems, ShutdownTimeout >= TimeSpan.Zero, $"ShutdownTimeout is {ShutdownTimeout}; it must be 0 or more.");
         Check(problems, CloseTimeout >= TimeSpan.Zero, $"CloseTimeout is {CloseTimeout}; it must be 0 or more.");
         Check(problems, Enum.IsDefined(OnError), $"OnError is {(int)OnError}; it must be Stop, DeadLetter or Skip.");
+        Check(problems, Enum.IsDefined(OnFault), $"OnFault is {(int)OnFault}; it must be StopHost or KeepHostRunning.");
         Check(problems, Enum.IsDefined(AssignmentStrategy), $"AssignmentStrategy is {(int)AssignmentStrategy}; it must be CooperativeSticky, Range or RoundRobin.");
         Check(problems, DeadLetterTopic is null || !string.IsNullOrWhiteSpace(DeadLetterTopic), "DeadLetterTopic is blank; leave it unset for '<topic>.DLT' or name a topic.");
-        if (properties.TryGetValue("enable.auto.offset.store", out var store) && string.Equals(store.Trim(), "true", StringComparison.OrdinalIgnoreCase))
+        if (settings.Is("enable.auto.offset.store", true))
         {
-            problems.Add("Config 'enable.auto.offset.store=true' is not allowed: KafkaKit stores each offset after its message is handled (at-least-once); remove it.");
+            problems.Add($"'enable.auto.offset.store={properties["enable.auto.offset.store"]}' (from {settings.PlaceOf("enable.auto.offset.store")}) is not allowed: KafkaKit stores each offset after its message is handled (at-least-once); remove it.");
         }
 
-        if (properties.TryGetValue("enable.auto.commit", out var commit) && string.Equals(commit.Trim(), "false", StringComparison.OrdinalIgnoreCase))
+        if (settings.Is("enable.auto.commit", false))
         {
-            problems.Add("Config 'enable.auto.commit=false' is not allowed: KafkaKit commits handled offsets periodically (CommitInterval) and synchronously on revoke and stop; remove it.");
+            problems.Add($"'enable.auto.commit={properties["enable.auto.commit"]}' (from {settings.PlaceOf("enable.auto.commit")}) is not allowed: KafkaKit commits handled offsets periodically (CommitInterval), on revoke and at stop; remove it.");
         }
 
         // librdkafka's default max.poll.interval.ms is 300000: a RevokeTimeout of 5 minutes is as wrong without the key.
         var maxPollMs = properties.TryGetValue("max.poll.interval.ms", out var maxPoll)
-            && int.TryParse(maxPoll, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var parsed) ? parsed : DefaultMaxPollIntervalMs;
+            && int.TryParse(maxPoll, NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed) ? parsed : DefaultMaxPollIntervalMs;
         if (RevokeTimeout >= TimeSpan.FromMilliseconds(maxPollMs))
         {
             problems.Add($"RevokeTimeout ({RevokeTimeout}) must be less than max.poll.interval.ms ({maxPollMs} ms): the poll thread waits for revoked handlers inside the rebalance.");
@@ -157,6 +248,8 @@ public sealed class KafkaConsumerOptions
         Retry.Validate(problems);
         return problems;
     }
+
+    private bool IsValidCommitInterval => CommitInterval >= TimeSpan.FromMilliseconds(1) && CommitInterval <= TimeSpan.FromDays(1);
 
     private static void Check(List<string> problems, bool ok, string problem)
     {

@@ -1,4 +1,6 @@
+using Confluent.Kafka;
 using KafkaKit.Consuming;
+using KafkaKit.Diagnostics;
 using KafkaKit.Hosting;
 using KafkaKit.Producing;
 using Microsoft.Extensions.DependencyInjection;
@@ -69,6 +71,27 @@ public sealed class KafkaKitBuilder
     /// <param name="name">The consumer's name (its <c>client.id</c> and its options key).</param>
     /// <param name="configure">Optional: deserializers, rebalance callbacks, retry pipeline.</param>
     /// <returns>This builder.</returns>
+    /// <remarks>
+    /// <para>
+    /// Handler check at start: when the host starts, before the consumer is built, <typeparamref name="THandler"/> is
+    /// resolved once from a new scope (its constructor and those of its dependencies run; <c>HandleAsync</c> is not
+    /// called) and the scope is disposed. If it cannot be created, the host's <c>StartAsync</c> throws an
+    /// <see cref="InvalidOperationException"/> naming the consumer, the handler and the service provider's reason (for
+    /// example the missing service), in every environment, not only where <c>ValidateOnBuild</c> is on. This runs on the
+    /// host's start path like the construction of any hosted service, so keep handler constructors free of I/O.
+    /// </para>
+    /// <para>
+    /// At run time, a handler the service provider cannot create (it throws <see cref="InvalidOperationException"/>, for
+    /// example a factory asking for a service that is not registered) is a configuration error: the consumer stops at
+    /// once with that error, without retries and whatever <see cref="KafkaConsumerOptions.OnError"/> says, and the
+    /// message's offset is not committed. Any other exception from a constructor counts as a failure of the message
+    /// (retried, then <see cref="KafkaConsumerOptions.OnError"/>).
+    /// </para>
+    /// <para>
+    /// When the consumer stops on an error by itself, <see cref="KafkaConsumerOptions.OnFault"/> decides what the
+    /// application does: by default it stops, with exit code 1.
+    /// </para>
+    /// </remarks>
     /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
     /// <exception cref="InvalidOperationException">A consumer named <paramref name="name"/> is registered already.</exception>
     public KafkaKitBuilder AddConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure = null)
@@ -77,26 +100,78 @@ public sealed class KafkaKitBuilder
         ArgumentException.ThrowIfNullOrEmpty(name);
         Registry.AddConsumer(name);
         Services.TryAddScoped<THandler>();
-        Services.AddSingleton<IHostedService>(sp => new KafkaConsumerService<TKey, TValue>(name, () =>
+        Services.AddSingleton<IHostedService>(sp =>
         {
-            var options = sp.GetRequiredService<IOptions<KafkaKitOptions>>().Value;
             var scopes = sp.GetRequiredService<IServiceScopeFactory>();
-            var builder = new KafkaConsumerBuilder<TKey, TValue>(name, options.Consumers.TryGetValue(name, out var own) ? own : new KafkaConsumerOptions())
-                .SetShared(options)
-                .SetLoggerFactory(sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance)
-                .SetHandler(async (result, ct) =>
+            var loggerFactory = sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance;
+            var logger = loggerFactory.CreateLogger("KafkaKit.Hosting");
+            return new KafkaConsumerService<TKey, TValue>(
+                name,
+                () => CheckHandlerAsync<THandler>(scopes, name, logger),
+                () =>
                 {
-                    var scope = scopes.CreateAsyncScope();
-                    await using (scope.ConfigureAwait(false))
-                    {
-                        await scope.ServiceProvider.GetRequiredService<THandler>().HandleAsync(result, ct).ConfigureAwait(false);
-                    }
-                });
-            configure?.Invoke(sp, builder);
-            var consumer = builder.Build();
-            sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(consumer));
-            return consumer;
-        }));
+                    var options = sp.GetRequiredService<IOptions<KafkaKitOptions>>().Value;
+                    var builder = new KafkaConsumerBuilder<TKey, TValue>(name, options.Consumers.TryGetValue(name, out var own) ? own : new KafkaConsumerOptions())
+                        .SetShared(options)
+                        .SetLoggerFactory(loggerFactory)
+                        .SetHandler((result, ct) => HandleAsync<TKey, TValue, THandler>(scopes, name, result, ct));
+                    configure?.Invoke(sp, builder);
+                    var consumer = builder.Build();
+                    sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(consumer));
+                    return consumer;
+                },
+                sp.GetService<IHostApplicationLifetime>(),
+                logger);
+        });
         return this;
     }
+
+    /// <summary>Creates the handler once from a new scope, to fail the host's start when it cannot be created.</summary>
+    private static async ValueTask CheckHandlerAsync<THandler>(IServiceScopeFactory scopes, string name, ILogger logger)
+        where THandler : class
+    {
+        var scope = scopes.CreateAsyncScope();
+        await using (scope.ConfigureAwait(false))
+        {
+            try
+            {
+                _ = scope.ServiceProvider.GetRequiredService<THandler>();
+            }
+            catch (Exception e) when (e is not ObjectDisposedException)
+            {
+                throw new HandlerUnavailableException(
+                    $"Consumer '{name}' cannot start: its handler {HandlerName<THandler>()} cannot be created from the service provider. {e.Message} "
+                    + "Register the missing service (the handler is created once when the host starts, so that this is found before the first message).",
+                    e);
+            }
+        }
+
+        HostingLog.HandlerChecked(logger, name, HandlerName<THandler>());
+    }
+
+    /// <summary>Handles one message with a handler resolved from a new scope (a thread-pool thread).</summary>
+    private static async ValueTask HandleAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
+        where THandler : class, IKafkaMessageHandler<TKey, TValue>
+    {
+        var scope = scopes.CreateAsyncScope();
+        await using (scope.ConfigureAwait(false))
+        {
+            THandler handler;
+            try
+            {
+                handler = scope.ServiceProvider.GetRequiredService<THandler>();
+            }
+            catch (InvalidOperationException e) when (e is not ObjectDisposedException)
+            {
+                throw new HandlerUnavailableException(
+                    $"Consumer '{name}' cannot create its handler {HandlerName<THandler>()} for {result.Topic} [{result.Partition.Value}] @{result.Offset.Value}. {e.Message} "
+                    + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {result.Offset.Value} is not committed. Register the missing service.",
+                    e);
+            }
+
+            await handler.HandleAsync(result, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static string HandlerName<THandler>() => typeof(THandler).FullName ?? typeof(THandler).Name;
 }

@@ -6,13 +6,14 @@ namespace KafkaKit.Diagnostics;
 /// <summary>Consumer log events. Event ids 2000-2099 are stable.</summary>
 internal static partial class ConsumerLog
 {
-    [LoggerMessage(2000, LogLevel.Information, "Consumer {Name} starting: group {GroupId}, topics {Topics}, strategy {Strategy}, auto.offset.reset={Reset} ({Config}).")]
-    public static partial void Starting(ILogger logger, string name, string groupId, string topics, string strategy, string reset, string config);
+    [LoggerMessage(2000, LogLevel.Information, "Consumer {Name} starting: group {GroupId}, topics {Topics}, strategy {Strategy}, auto.offset.reset={Reset} (full configuration at Debug, event 2040).")]
+    public static partial void Starting(ILogger logger, string name, string groupId, string topics, string strategy, string reset);
 
-    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned {Partition}, starting at {Position} ({Reason}).")]
-    public static partial void Assigned(ILogger logger, string name, TopicPartition partition, string position, string reason);
+    /// <summary>One line per assignment: each partition as <c>topic [partition] @offset (why)</c>, written once the offsets are known.</summary>
+    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned {Count} partitions, starting at: {Positions}")]
+    public static partial void Assigned(ILogger logger, string name, int count, string positions);
 
-    [LoggerMessage(2002, LogLevel.Information, "Consumer {Name}: revoked {Count} partitions ({Partitions}); handlers drained in {Elapsed}.")]
+    [LoggerMessage(2002, LogLevel.Information, "Consumer {Name}: revoked {Count} partitions ({Partitions}); handlers drained and final offsets stored in {Elapsed}, committed as the revoke completes.")]
     public static partial void Revoked(ILogger logger, string name, int count, string partitions, TimeSpan elapsed);
 
     [LoggerMessage(2003, LogLevel.Warning, "Consumer {Name}: lost {Count} partitions ({Partitions}); in-flight handlers cancelled, their offsets discarded, nothing committed.")]
@@ -33,10 +34,10 @@ internal static partial class ConsumerLog
     [LoggerMessage(2008, LogLevel.Error, "Consumer {Name}: {Topic} [{Partition}] @{Offset} failed ({Stage}); action {Action}.")]
     public static partial void MessageFailed(ILogger logger, Exception exception, string name, string topic, int partition, long offset, string stage, Consuming.ConsumerErrorAction action);
 
-    [LoggerMessage(2009, LogLevel.Information, "Consumer {Name}: {Topic} [{Partition}] @{Offset} dead-lettered to {DeadLetterTopic}.")]
+    [LoggerMessage(2009, LogLevel.Information, "Consumer {Name}: {Topic} [{Partition}] @{Offset} dead-lettered to {DeadLetterTopic}")]
     public static partial void DeadLettered(ILogger logger, string name, string topic, int partition, long offset, string deadLetterTopic);
 
-    [LoggerMessage(2010, LogLevel.Information, "Consumer {Name} stopping: {Step}.")]
+    [LoggerMessage(2010, LogLevel.Information, "Consumer {Name} stopping, step: {Step}")]
     public static partial void StopStep(ILogger logger, string name, string step);
 
     [LoggerMessage(2011, LogLevel.Warning, "Consumer {Name}: {Count} handlers outlived the {Timeout} bound and were cancelled; their offsets are not committed.")]
@@ -57,10 +58,10 @@ internal static partial class ConsumerLog
     [LoggerMessage(2016, LogLevel.Error, "Consumer {Name}: leaving the group failed.")]
     public static partial void CloseFailed(ILogger logger, Exception exception, string name);
 
-    [LoggerMessage(2017, LogLevel.Debug, "Consumer {Name}: committed {Offsets}.")]
+    [LoggerMessage(2017, LogLevel.Debug, "Consumer {Name} committed: {Offsets}")]
     public static partial void Committed(ILogger logger, string name, string offsets);
 
-    [LoggerMessage(2018, LogLevel.Critical, "Consumer {Name} stopped on error: {Reason}.")]
+    [LoggerMessage(2018, LogLevel.Critical, "Consumer {Name} stopped on error: {Reason}")]
     public static partial void Faulted(ILogger logger, Exception exception, string name, string reason);
 
     [LoggerMessage(2019, LogLevel.Debug, "Consumer {Name}: paused {Partition}: {Buffered} messages wait for its handler ({BufferedBytes} bytes buffered in all).")]
@@ -77,4 +78,28 @@ internal static partial class ConsumerLog
 
     [LoggerMessage(2023, LogLevel.Information, "Consumer {Name}: the final commit was refused: {Reason} ({Code}); polling until this member has rejoined, then committing again (within ShutdownTimeout).")]
     public static partial void FinalCommitRetrying(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(2040, LogLevel.Debug, "Consumer {Name} configuration (secrets masked): {Config}")]
+    public static partial void Configuration(ILogger logger, string name, string config);
+
+    [LoggerMessage(2041, LogLevel.Information, "Consumer {Name}: subscription pattern {Pattern} started matching {Count} topics: {Topics}")]
+    public static partial void PatternStartedMatching(ILogger logger, string name, string pattern, int count, string topics);
+
+    [LoggerMessage(2042, LogLevel.Information, "Consumer {Name}: subscription pattern {Pattern} stopped matching {Count} topics: {Topics}")]
+    public static partial void PatternStoppedMatching(ILogger logger, string name, string pattern, int count, string topics);
+
+    [LoggerMessage(2043, LogLevel.Information, "Consumer {Name}: subscription pattern {Pattern} matches no topic yet; a matching topic created later is found at a metadata refresh (every {IntervalMs} ms, topic.metadata.refresh.interval.ms).")]
+    public static partial void PatternMatchesNothing(ILogger logger, string name, string pattern, int intervalMs);
+
+    [LoggerMessage(2044, LogLevel.Debug, "Consumer {Name}: listing the topics the subscription patterns match failed; the next assignment change lists them again.")]
+    public static partial void PatternCheckFailed(ILogger logger, Exception exception, string name);
+
+    [LoggerMessage(2060, LogLevel.Information, "Consumer {Name}: dead-letter producer created ({Config}).")]
+    public static partial void DeadLetterProducerCreated(ILogger logger, string name, string config);
+
+    [LoggerMessage(2061, LogLevel.Warning, "Consumer {Name}: dead-letter producer: {Reason} ({Code}).")]
+    public static partial void DeadLetterProducerError(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(2062, LogLevel.Warning, "Consumer {Name}: {Undelivered} dead-letter messages were not delivered within {Timeout} at stop; they were purged (their source offsets were not committed, so they are consumed again).")]
+    public static partial void DeadLetterPurged(ILogger logger, string name, int undelivered, TimeSpan timeout);
 }

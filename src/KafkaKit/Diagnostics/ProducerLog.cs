@@ -6,8 +6,11 @@ namespace KafkaKit.Diagnostics;
 /// <summary>Producer log events. Event ids 1000-1099 are stable.</summary>
 internal static partial class ProducerLog
 {
-    [LoggerMessage(1000, LogLevel.Information, "Producer {Name} started ({Config}).")]
-    public static partial void Started(ILogger logger, string name, string config);
+    [LoggerMessage(1000, LogLevel.Information, "Producer {Name} started: bootstrap.servers={BootstrapServers}, acks={Acks}, enable.idempotence={Idempotence} (full configuration at Debug, event 1040).")]
+    public static partial void Started(ILogger logger, string name, string bootstrapServers, string acks, string idempotence);
+
+    [LoggerMessage(1040, LogLevel.Debug, "Producer {Name} configuration (secrets masked): {Config}")]
+    public static partial void Configuration(ILogger logger, string name, string config);
 
     [LoggerMessage(1001, LogLevel.Error, "Producer {Name}: the delivery callback for {Topic} threw; later deliveries continue.")]
     public static partial void DeliveryCallbackFailed(ILogger logger, Exception exception, string name, string topic);

@@ -41,7 +41,7 @@ internal abstract class KafkaClientHealth
 
             if ((producer as KafkaProducer<TKey, TValue> ?? (producer as AsyncSerializingProducer<TKey, TValue>)?.Core) is { Circuit: CircuitState.Open or CircuitState.HalfOpen or CircuitState.Isolated } p)
             {
-                return (HealthStatus.Degraded, $"circuit {p.Circuit.ToString()!.ToLowerInvariant()}: most recent produces failed with retriable errors, ProduceAsync fails fast (BrokenCircuitException) until a trial produce succeeds; {producer.QueuedMessages} messages awaiting delivery reports");
+                return (HealthStatus.Degraded, $"circuit {p.Circuit.ToString()!.ToLowerInvariant()}: most recent produces failed with retriable errors, ProduceAsync fails fast (ProducerCircuitOpenException) until a trial produce succeeds; {producer.QueuedMessages} messages awaiting delivery reports");
             }
 
             return (HealthStatus.Healthy, $"{producer.QueuedMessages} messages awaiting delivery reports");

@@ -73,14 +73,16 @@ internal static unsafe partial class Librdkafka
     }
 
     /// <summary>
-    /// Purges a producer's queued and in-flight messages (rd_kafka_purge); each gets a delivery report with
-    /// <see cref="ErrorCode.Local_PurgeQueue"/> or <see cref="ErrorCode.Local_PurgeInflight"/>, served by the producer's
-    /// poll thread.
+    /// Purges a producer's queued and, with <paramref name="inFlight"/>, in-flight messages (rd_kafka_purge, non-blocking);
+    /// each gets a delivery report with <see cref="ErrorCode.Local_PurgeQueue"/> or
+    /// <see cref="ErrorCode.Local_PurgeInflight"/>, served by the producer's poll thread.
     /// </summary>
     /// <param name="handle">The producer's handle.</param>
+    /// <param name="inFlight">Whether requests in flight are purged too (their answers are then ignored).</param>
     /// <returns><see langword="true"/> when the purge ran; <see langword="false"/> when the native handle could not be reached.</returns>
-    internal static bool TryPurge(Handle handle) =>
-        WithClient(handle, static rk => rd_kafka_purge(rk, PurgeQueue | PurgeInFlight | PurgeNonBlocking) == 0, unreachable: false);
+    internal static bool TryPurge(Handle handle, bool inFlight) => inFlight
+        ? WithClient(handle, static rk => rd_kafka_purge(rk, PurgeQueue | PurgeInFlight | PurgeNonBlocking) == 0, unreachable: false)
+        : WithClient(handle, static rk => rd_kafka_purge(rk, PurgeQueue | PurgeNonBlocking) == 0, unreachable: false);
 
     /// <summary>
     /// Reads the fatal error raised in a client (rd_kafka_fatal_error), if any. librdkafka sets it at once, while the

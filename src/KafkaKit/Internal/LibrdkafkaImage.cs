@@ -37,6 +37,8 @@ internal sealed record LibrdkafkaImage(IntPtr Handle, string File, string Varian
     private static readonly Lazy<(IntPtr Handle, string File, string Variant)?> Bundled = new(LoadBundled);
     private static readonly object Gate = new();
     private static bool _resolverSet;
+    private static bool _confluentLoadedFirst;
+    private static bool _ownResolver;
     private static volatile bool _resolvedToBundled;
 
     /// <summary>
@@ -51,8 +53,15 @@ internal sealed record LibrdkafkaImage(IntPtr Handle, string File, string Varian
     {
         lock (Gate)
         {
-            if (_resolverSet || Library.IsLoaded)
+            if (_resolverSet)
             {
+                return;
+            }
+
+            _resolverSet = true;
+            if (Library.IsLoaded)
+            {
+                _confluentLoadedFirst = true;
                 return;
             }
 
@@ -71,10 +80,8 @@ internal sealed record LibrdkafkaImage(IntPtr Handle, string File, string Varian
             }
             catch (InvalidOperationException)
             {
-                // the application set its own resolver on Confluent.Kafka: that is its choice
+                _ownResolver = true; // the application set its own resolver on Confluent.Kafka: that is its choice
             }
-
-            _resolverSet = true;
         }
     }
 
@@ -100,7 +107,10 @@ internal sealed record LibrdkafkaImage(IntPtr Handle, string File, string Varian
         }
         else
         {
-            variant = Bundled.Value is null ? "chosen by Confluent.Kafka (no bundled build loads here)" : "loaded by the application before KafkaKit";
+            // Not Bundled.Value here: loading the bundled file now would map a second image into the process.
+            variant = _confluentLoadedFirst ? "loaded by the application before KafkaKit"
+                : _ownResolver ? "resolved by the application's DllImport resolver"
+                : "chosen by Confluent.Kafka (no bundled build loads here)";
             file = MappedImage();
             handle = file is null ? IntPtr.Zero : NativeLibrary.Load(file);
         }
@@ -176,7 +186,7 @@ internal sealed record LibrdkafkaImage(IntPtr Handle, string File, string Varian
         // Confluent.Kafka's own order: the build with GSSAPI first, then the one without (centos8); alpine on musl.
         return IsMusl()
             ? [("alpine-librdkafka.so", "alpine")]
-            : [("librdkafka.so", "linux (with GSSAPI)"), ("centos8-librdkafka.so", "centos8 (without GSSAPI)")];
+            : [("librdkafka.so", "linux with GSSAPI"), ("centos8-librdkafka.so", "centos8 without GSSAPI")];
     }
 
     private static string RidOs() => OperatingSystem.IsWindows() ? "win" : OperatingSystem.IsMacOS() ? "osx" : "linux";

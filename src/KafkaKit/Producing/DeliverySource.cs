@@ -12,7 +12,7 @@ namespace KafkaKit.Producing;
 /// completion; the awaiting side's <see cref="GetResult"/> hands the source back to the producer's pool.
 /// </summary>
 /// <remarks>
-/// A retriable failure of a first attempt (see <see cref="ProduceErrors.IsRetriable"/>) does not complete the source
+/// A failure of a first attempt that KafkaKit's retries send again (see <see cref="ProduceErrors.IsRetriable"/>) does not complete the source
 /// when retries are on: the retries run on the thread pool, never on the delivery thread, and their final outcome
 /// completes it.
 /// </remarks>
@@ -154,7 +154,7 @@ internal sealed class DeliverySource<TKey, TValue> : IValueTaskSource<DeliveryRe
         }
 
         var failure = new ProduceException<TKey, TValue>(report.Error, report);
-        if (Retry && ProduceErrors.IsRetriable(report.Error))
+        if (Retry && ProduceErrors.IsWorthAnotherAttempt(report.Error))
         {
             _retriableFailure = failure;
             ThreadPool.UnsafeQueueUserWorkItem(static source => source.StartRetries(), this, preferLocal: false);

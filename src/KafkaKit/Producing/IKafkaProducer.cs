@@ -79,13 +79,29 @@ public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
     /// <see cref="ValueTask{TResult}"/>. The code after the await never runs on the producer's delivery thread (it resumes on the
     /// thread pool, or on the awaiting code's captured context).
     /// </returns>
-    /// <exception cref="ProduceException{TKey, TValue}">Delivery failed with a permanent error, or with a retriable one after the last retry; <see cref="KafkaException.Error"/> says which.</exception>
-    /// <exception cref="ProducerQueueFullException">The queue stayed full for <see cref="KafkaProducerOptions.MaxBlock"/>.</exception>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="ProducerFaultedException">The producer hit a fatal error.</exception>
+    /// <exception cref="ProduceException{TKey, TValue}">
+    /// Delivery failed with a permanent error, or with a retriable one after the last retry; <see cref="KafkaException.Error"/>
+    /// says which. With every broker unreachable this is <see cref="ErrorCode.Local_MsgTimedOut"/>, thrown once librdkafka
+    /// gave the message up (<c>message.timeout.ms</c> after the call, without a retry: see
+    /// <see cref="ProducerRetryOptions"/>). Also thrown at once when the key or value could not be serialized or librdkafka
+    /// refused the message (for example larger than <c>message.max.bytes</c>).
+    /// </exception>
+    /// <exception cref="ProducerCircuitOpenException">
+    /// The circuit breaker (<see cref="ProducerRetryOptions.CircuitBreaker"/>) is open: the message was not enqueued;
+    /// <see cref="KafkaException.Error"/> carries the code of the last Kafka error it counted.
+    /// </exception>
+    /// <exception cref="ProducerQueueFullException">The queue stayed full for <see cref="KafkaProducerOptions.MaxBlock"/> (<see cref="ErrorCode.Local_QueueFull"/>).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while waiting for room or between retries.</exception>
+    /// <exception cref="ProducerFaultedException">The producer hit a fatal error (<see cref="KafkaException.Error"/> is that error).</exception>
     /// <exception cref="ObjectDisposedException">The producer was disposed.</exception>
     /// <exception cref="ArgumentException"><paramref name="topic"/> is null or empty.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="message"/> is null.</exception>
+    /// <remarks>
+    /// Every Kafka failure above is a <see cref="KafkaException"/> whose <see cref="KafkaException.Error"/> names the
+    /// <see cref="ErrorCode"/>. With a pipeline of your own (<see cref="KafkaProducerBuilder{TKey, TValue}.SetResiliencePipeline"/>)
+    /// its own exceptions reach the caller as it throws them (for example Polly's <c>BrokenCircuitException</c>). A call
+    /// that throws leaves nothing in flight: its message was never enqueued, or every attempt already has its delivery report.
+    /// </remarks>
     ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default);
 
     /// <summary>

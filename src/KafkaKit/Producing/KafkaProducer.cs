@@ -19,6 +19,9 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     /// <summary>How long disposal serves the failure reports of purged messages (they are local; this is ample).</summary>
     private static readonly TimeSpan PurgeReportTimeout = TimeSpan.FromSeconds(5);
 
+    /// <summary>How often a faulted producer purges what is still queued in librdkafka (see <see cref="PurgeQueuedIfFaulted"/>).</summary>
+    private static readonly TimeSpan FaultedPurgeInterval = TimeSpan.FromMilliseconds(100);
+
     /// <summary>librdkafka's default <c>message.max.bytes</c>.</summary>
     private const int DefaultMessageMaxBytes = 1_000_000;
 
@@ -38,11 +41,13 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
     private readonly MessageSize _size;
     private readonly int _maxMessageBytes;
     private readonly DeliveryPump _pump;
+    private readonly ClientLogSummariser _logSummariser;
     private Error? _fatalError;
     private int _disposed;
     private int _producing;
     private Task? _disposal;
     private long _callbackErrors;
+    private long _nextFaultedPurge; // pump thread only
 
     internal KafkaProducer(
         string name,
@@ -68,6 +73,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         _withoutCallback = OnDeliveryWithoutCallback;
         _size = MessageSize.For(config);
         _maxMessageBytes = config.MessageMaxBytes ?? DefaultMessageMaxBytes;
+        _logSummariser = new ClientLogSummariser(logger, name, timeProvider);
 
         // librdkafka checks the properties together here (each one alone was checked at Build), before the limits below
         // are read.
@@ -91,7 +97,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
                 .SetKeySerializer(keySerializer)
                 .SetValueSerializer(valueSerializer)
                 .SetErrorHandler((_, error) => OnError(error))
-                .SetLogHandler((_, message) => ClientLog.Forward(logger, message))
+                .SetLogHandler((_, message) => ClientLog.Forward(_logSummariser, message))
                 .Build();
         }
         catch (InvalidOperationException e)
@@ -105,8 +111,21 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         _gate = new BackpressureGate(
             maxMessages <= 0 ? BackpressureGate.Unlimited : maxMessages,
             (config.QueueBufferingMaxKbytes ?? 1_048_576) * 1024L);
-        ProducerLog.Started(logger, name, ConfigText.Redacted(config));
-        _pump = new DeliveryPump(_producer.Poll, _producer.Flush, e => ProducerLog.PumpFailed(logger, e, name), name);
+        ProducerLog.Started(logger, name, config.BootstrapServers ?? "", config.Get("acks") ?? "all", config.Get("enable.idempotence") ?? "false");
+        ProducerLog.Configuration(logger, name, ConfigText.Redacted(config));
+        _pump = new DeliveryPump(
+            timeout =>
+            {
+                PurgeQueuedIfFaulted();
+                return _producer.Poll(timeout);
+            },
+            timeout =>
+            {
+                PurgeQueuedIfFaulted();
+                return _producer.Flush(timeout);
+            },
+            e => ProducerLog.PumpFailed(logger, e, name),
+            name);
         var gaugeTags = new KeyValuePair<string, object?>[] { new("messaging.system", "kafka"), new("messaging.client.id", name) };
         _queueGauge = KafkaKitMetrics.ObserveQueue(() => [new System.Diagnostics.Metrics.Measurement<long>(_gate.Messages, gaugeTags)]);
     }
@@ -225,6 +244,16 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
                 },
                 context,
                 (Producer: this, Topic: topic, Message: message, FirstFailure: firstFailure)).ConfigureAwait(false);
+            if (_circuit is not null && outcome.Exception is BrokenCircuitException open)
+            {
+                // Polly's exception names no Kafka error; its inner exception is the last failure the breaker counted.
+                throw new ProducerCircuitOpenException(
+                    topic,
+                    (open.InnerException as KafkaException)?.Error ?? new Error(ErrorCode.Local_Fail, "recent produces failed"),
+                    open.RetryAfter,
+                    open);
+            }
+
             outcome.ThrowIfException();
             return outcome.Result!;
         }
@@ -299,7 +328,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             // Give every message left its one outcome: purged messages are reported failed (Local_PurgeQueue /
             // Local_PurgeInflight) through their delivery handlers, served by the flush below.
             var undelivered = _gate.Messages;
-            if (Librdkafka.TryPurge(_producer.Handle))
+            if (Librdkafka.TryPurge(_producer.Handle, inFlight: true))
             {
                 ProducerLog.Purged(_logger, Name, undelivered);
                 FlushFor(PurgeReportTimeout);
@@ -313,6 +342,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
 
         _queueGauge.Dispose();
         _producer.Dispose();
+        _logSummariser.Dispose();
         ProducerLog.Disposed(_logger, Name);
     }
 
@@ -479,7 +509,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             // Only the awaiter of the returned task recycles the source, so it is still this call's after the hand-over.
             return TryProduce(topic, message, source.Handler, size) ? source.Task : ProduceAfterWaitAsync(source, size, wakeOnNextRelease: true);
         }
-        catch (ProduceException<TKey, TValue> e) when (retry && ProduceErrors.IsRetriable(e.Error))
+        catch (ProduceException<TKey, TValue> e) when (retry && ProduceErrors.IsWorthAnotherAttempt(e.Error))
         {
             source.Abandon(e);
             return ProduceWithPipelineAsync(topic, message, e, started, cancellationToken);
@@ -500,7 +530,7 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
         {
             await EnqueueSlowAsync(source.Topic, source.Message, source.Handler, size, wakeOnNextRelease, source.CancellationToken).ConfigureAwait(false);
         }
-        catch (ProduceException<TKey, TValue> e) when (source.Retry && ProduceErrors.IsRetriable(e.Error))
+        catch (ProduceException<TKey, TValue> e) when (source.Retry && ProduceErrors.IsWorthAnotherAttempt(e.Error))
         {
             var (topic, message, started, cancellationToken) = (source.Topic, source.Message, source.Started, source.CancellationToken);
             source.Abandon(e);
@@ -596,7 +626,39 @@ internal sealed class KafkaProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
             return;
         }
 
-        ProducerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        if (_logSummariser.ShouldLog(LogLevel.Warning, error.Reason))
+        {
+            ProducerLog.ClientError(_logger, Name, error.Reason, error.Code);
+        }
+    }
+
+    /// <summary>
+    /// Gives the messages still queued in a faulted producer their outcome at once (<see cref="ErrorCode.Local_PurgeQueue"/>)
+    /// instead of after <c>message.timeout.ms</c>. Runs on the pump thread before each poll or flush slice.
+    /// </summary>
+    /// <remarks>
+    /// After a fatal error librdkafka sends nothing more; it purges its queues when the error is raised, but a produce
+    /// call that passed its fatal-error check just before can still enqueue after that purge, and a message of a
+    /// request in flight that fails is queued again for a retry that never comes. Either would wait out
+    /// <c>message.timeout.ms</c> (300 s by default). So while a faulted producer has messages awaiting reports, the queues
+    /// are purged every <see cref="FaultedPurgeInterval"/>, each time once no produce call is inside librdkafka. Requests
+    /// in flight are left alone: the broker's answer is their outcome.
+    /// </remarks>
+    private void PurgeQueuedIfFaulted()
+    {
+        if (Volatile.Read(ref _fatalError) is null || _gate.Messages == 0 || Volatile.Read(ref _producing) != 0)
+        {
+            return;
+        }
+
+        var now = Stopwatch.GetTimestamp();
+        if (now < _nextFaultedPurge)
+        {
+            return;
+        }
+
+        _nextFaultedPurge = now + (long)(FaultedPurgeInterval.TotalSeconds * Stopwatch.Frequency);
+        Librdkafka.TryPurge(_producer.Handle, inFlight: false);
     }
 
     /// <summary>Puts the producer in the faulted state once (the first fatal error wins; one critical log line).</summary>

@@ -21,12 +21,6 @@ namespace KafkaKit.Producing;
 /// </example>
 public sealed class KafkaProducerBuilder<TKey, TValue>
 {
-    private static readonly KeyValuePair<string, string>[] Defaults =
-    [
-        new("enable.idempotence", "true"),
-        new("acks", "all"),
-    ];
-
     private readonly string _name;
     private readonly KafkaProducerOptions _options;
     private ISerializer<TKey>? _keySerializer;
@@ -160,21 +154,18 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
     public IKafkaProducer<TKey, TValue> Build()
     {
         Librdkafka.DescribeOnce(_loggerFactory.CreateLogger("KafkaKit.Librdkafka"));
-        var merged = ClientProperties.Merge(_name, Defaults, _shared?.BootstrapServers, _shared?.Client, _options.BootstrapServers, _options.Config);
-        var problems = new List<string>(_options.Validate());
-        ClientProperties.RequireBootstrapServers(merged, "Producer", _name, problems);
-        KafkaProducerOptions.RequireDeliveryReports(_shared?.Client, "KafkaKit:Client", problems);
-        Librdkafka.Check(merged, $"Producer '{_name}'", problems);
+        var problems = new List<string>();
+        var merged = _options.Resolve(_name, _shared, problems).Values;
         if (problems.Count > 0)
         {
-            throw new OptionsValidationException(_name, typeof(KafkaProducerOptions), problems);
+            throw new OptionsValidationException(_name, typeof(KafkaProducerOptions), problems.Distinct());
         }
 
         var logger = _loggerFactory.CreateLogger("KafkaKit.Producer");
         var circuit = _pipeline is null && _options.Retry.CircuitBreaker ? new CircuitBreakerStateProvider() : null;
         var producer = new KafkaProducer<TKey, TValue>(
             _name,
-            new ProducerConfig(merged),
+            new ProducerConfig(merged.ToDictionary(StringComparer.Ordinal)),
             _options,
             _asyncKeySerializer is not null ? PreSerialized<TKey>.Instance : _keySerializer ?? KafkaSerializers.SerializerFor<TKey>(_shared?.Json.ToSerializerOptions()),
             _asyncValueSerializer is not null ? PreSerialized<TValue>.Instance : _valueSerializer ?? KafkaSerializers.SerializerFor<TValue>(_shared?.Json.ToSerializerOptions()),
@@ -215,7 +206,7 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
             {
                 ShouldHandle = args => ValueTask.FromResult(
                     args.Outcome.Exception is ProduceException<TKey, TValue> e
-                    && ProduceErrors.IsRetriable(e.Error)
+                    && ProduceErrors.IsWorthAnotherAttempt(e.Error)
                     && RetryBudget.Left(args.Context, budget, timeProvider) > TimeSpan.Zero),
                 MaxRetryAttempts = retry.MaxRetryAttempts,
                 BackoffType = DelayBackoffType.Exponential,

@@ -1,4 +1,5 @@
 using Confluent.Kafka;
+using KafkaKit.Internal;
 
 namespace KafkaKit.Producing;
 
@@ -11,12 +12,20 @@ public sealed class KafkaProducerOptions
     /// <summary>The default of <see cref="FlushTimeoutOnDispose"/>: 30 s.</summary>
     public static readonly TimeSpan DefaultFlushTimeoutOnDispose = TimeSpan.FromSeconds(30);
 
+    /// <summary>KafkaKit's librdkafka defaults for producers: <c>enable.idempotence=true</c>, <c>acks=all</c>; every other property keeps librdkafka's default.</summary>
+    internal static readonly KeyValuePair<string, string>[] DefaultConfig =
+    [
+        new("enable.idempotence", "true"),
+        new("acks", "all"),
+    ];
+
     /// <summary>The longest <see cref="MaxBlock"/> and <see cref="FlushTimeoutOnDispose"/>: <see cref="int.MaxValue"/> ms (about 24.8 days), the most a timer takes.</summary>
     internal static readonly TimeSpan MaxTimeout = TimeSpan.FromMilliseconds(int.MaxValue);
 
     /// <summary>
     /// Gets or sets the initial brokers, <c>"host:port,host:port"</c> (librdkafka <c>bootstrap.servers</c>). Overrides the
-    /// shared value when set. Default: none (then it must come from the shared options or <see cref="Config"/>).
+    /// shared value when set; a different <c>bootstrap.servers</c> in <see cref="Config"/> is refused. Default: none (then
+    /// it must come from the shared options or <see cref="Config"/>).
     /// </summary>
     public string? BootstrapServers { get; set; }
 
@@ -45,46 +54,44 @@ public sealed class KafkaProducerOptions
     /// <summary>Gets the retry policy of <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/>.</summary>
     public ProducerRetryOptions Retry { get; } = new();
 
-    /// <summary>Lists every problem of these options, empty when they are valid.</summary>
-    /// <returns>One sentence per problem, naming the value and what is allowed.</returns>
-    internal IReadOnlyList<string> Validate()
+    /// <summary>
+    /// Merges this producer's librdkafka properties (see <see cref="ClientProperties.Resolve"/>) and lists every problem of
+    /// them and of these options. The builder and the start-time validator both call it, so they accept the same settings.
+    /// </summary>
+    /// <param name="name">The producer's name.</param>
+    /// <param name="shared">The shared options under DI, or <see langword="null"/> for a builder used alone.</param>
+    /// <param name="problems">Receives one sentence per problem, each naming the producer and the place of the setting.</param>
+    /// <returns>The merged properties.</returns>
+    internal ClientSettings Resolve(string name, KafkaKitOptions? shared, List<string> problems)
     {
-        var problems = new List<string>();
+        var settings = ClientProperties.Resolve("Producer", name, shared, DefaultConfig, [(nameof(BootstrapServers), "bootstrap.servers", BootstrapServers)], Config, problems);
+        var own = new List<string>();
         if (MaxBlock < TimeSpan.Zero || MaxBlock > MaxTimeout)
         {
-            problems.Add($"MaxBlock is {MaxBlock}; it must be between 0 and {MaxTimeout}.");
+            own.Add($"MaxBlock is {MaxBlock}; it must be between 0 and {MaxTimeout}.");
         }
 
         if (FlushTimeoutOnDispose < TimeSpan.Zero || FlushTimeoutOnDispose > MaxTimeout)
         {
-            problems.Add($"FlushTimeoutOnDispose is {FlushTimeoutOnDispose}; it must be between 0 and {MaxTimeout}.");
+            own.Add($"FlushTimeoutOnDispose is {FlushTimeoutOnDispose}; it must be between 0 and {MaxTimeout}.");
         }
 
         if (!Enum.IsDefined(Backpressure))
         {
-            problems.Add($"Backpressure is {(int)Backpressure}; it must be Wait or Fail.");
+            own.Add($"Backpressure is {(int)Backpressure}; it must be Wait or Fail.");
         }
 
-        RequireDeliveryReports(Config, nameof(Config), problems);
-        Retry.Validate(problems);
-        return problems;
-    }
-
-    /// <summary>
-    /// Refuses the Confluent.Kafka properties that would take away delivery reports: KafkaKit frees queue room and gives
-    /// every message its outcome from them.
-    /// </summary>
-    /// <param name="config">The properties, or <see langword="null"/>.</param>
-    /// <param name="where">Where they come from, for the problem text.</param>
-    /// <param name="problems">Receives one sentence per refused property.</param>
-    internal static void RequireDeliveryReports(IDictionary<string, string>? config, string where, List<string> problems)
-    {
+        // Delivery reports free queue room and give every message its outcome: taking them away is refused wherever it is set.
         foreach (var key in (string[])[ConfigPropertyNames.Producer.EnableDeliveryReports, ConfigPropertyNames.Producer.EnableBackgroundPoll])
         {
-            if (config is not null && config.TryGetValue(key, out var text) && !(bool.TryParse(text, out var on) && on))
+            if (settings.Values.TryGetValue(key, out var text) && !(bool.TryParse(text, out var on) && on))
             {
-                problems.Add($"{where} has {key}={text}; KafkaKit needs delivery reports (they free queue room and give every message its outcome; KafkaKit serves them on its own thread): remove the property.");
+                own.Add($"'{key}={text}' (from {settings.PlaceOf(key)}) is not allowed: KafkaKit needs delivery reports (they free queue room and give every message its outcome; KafkaKit serves them on its own thread); remove it.");
             }
         }
+
+        Retry.Validate(own);
+        problems.AddRange(own.Select(p => $"{settings.Owner}: {p}"));
+        return settings;
     }
 }

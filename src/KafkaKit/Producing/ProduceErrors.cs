@@ -13,6 +13,15 @@ namespace KafkaKit.Producing;
 /// </list>
 /// Everything else is not retried: fatal errors (<see cref="Error.IsFatal"/>), message too large, authorization,
 /// serialization, invalid configuration or records, unknown topic, purged messages.
+/// <para>
+/// KafkaKit's own retries (<see cref="KafkaProducerOptions.Retry"/>) make one exception: a message that failed with
+/// <see cref="ErrorCode.Local_MsgTimedOut"/> is not sent again. That error means librdkafka already spent the message's
+/// whole delivery window (<c>message.timeout.ms</c>) on it, retrying internally (<c>retries</c>,
+/// <c>retry.backoff.ms</c>) without duplicates or reordering under <c>enable.idempotence</c>; one more attempt would make
+/// the caller wait another full <c>message.timeout.ms</c> to learn of an outage, and could write a duplicate. To wait
+/// longer for the cluster, raise <c>message.timeout.ms</c>. The error stays transient here (a later call may succeed),
+/// so a pipeline of your own may still retry it.
+/// </para>
 /// </remarks>
 public static class ProduceErrors
 {
@@ -31,4 +40,11 @@ public static class ProduceErrors
             _ => false,
         };
     }
+
+    /// <summary>
+    /// Tells whether KafkaKit's own retry pipeline sends a message that failed with <paramref name="error"/> again:
+    /// <see cref="IsRetriable"/>, except <see cref="ErrorCode.Local_MsgTimedOut"/> (see the remarks).
+    /// </summary>
+    internal static bool IsWorthAnotherAttempt(Error error) =>
+        error.Code != ErrorCode.Local_MsgTimedOut && IsRetriable(error);
 }

@@ -9,6 +9,13 @@ namespace KafkaKit.Producing;
 /// (<c>enable.idempotence</c>) keeps those internal retries free of duplicates and reordering. An application-level retry
 /// is a new produce: it can write a duplicate (when the first attempt was in fact written) and can land after messages
 /// produced later. Use it where at-least-once is the contract.
+/// <para>
+/// A delivery that failed with <c>Local_MsgTimedOut</c> is never sent again: librdkafka spent the message's whole
+/// <c>message.timeout.ms</c> retrying it, so another attempt would only make the caller wait that long again to learn of
+/// an outage (with every broker down, a call fails once, within <c>message.timeout.ms</c>). To wait longer, raise
+/// <c>message.timeout.ms</c>. The retries here serve the errors librdkafka hands back before its time is up (with
+/// <c>retries</c> lowered, or errors it does not retry itself).
+/// </para>
 /// </remarks>
 public sealed class ProducerRetryOptions
 {
@@ -32,8 +39,11 @@ public sealed class ProducerRetryOptions
     public TimeSpan MaxRetryDuration { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// Gets or sets whether a circuit breaker fails produces fast (with Polly's <c>BrokenCircuitException</c>) while most
-    /// recent produces failed with retriable errors. Default: <see langword="false"/>.
+    /// Gets or sets whether a circuit breaker fails <see cref="IKafkaProducer{TKey, TValue}.ProduceAsync"/> calls fast, with
+    /// <see cref="ProducerCircuitOpenException"/> (which carries the last Kafka error), while most recent produces failed
+    /// with retriable errors: it opens when at least half of the produces of the last 30 s failed, once 10 or more were
+    /// made, stays open <see cref="CircuitBreakDuration"/>, then lets one trial produce through, and closes when that
+    /// succeeds. <see cref="IKafkaProducer{TKey, TValue}.EnqueueAsync"/> is not behind it. Default: <see langword="false"/>.
     /// </summary>
     public bool CircuitBreaker { get; set; }
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using KafkaKit.Samples.Tests.Support;
+using KafkaKit.Tests.Support;
 using KafkaKit.Testing;
 
 namespace KafkaKit.Samples.Tests.Notifications;

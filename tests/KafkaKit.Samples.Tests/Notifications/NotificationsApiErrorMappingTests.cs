@@ -27,7 +27,7 @@ public sealed class NotificationsApiErrorMappingTests
             .SetName("PostAsync_AllBrokersDown_503");
         yield return new TestCaseData(new Func<Exception>(() => Produce(ErrorCode.Local_MsgTimedOut)), 503, nameof(ErrorCode.Local_MsgTimedOut))
             .SetName("PostAsync_MessageTimedOut_503");
-        yield return new TestCaseData(new Func<Exception>(() => new BrokenCircuitException("open")), 503, null)
+        yield return new TestCaseData(new Func<Exception>(() => new ProducerCircuitOpenException("notifications", new Error(ErrorCode.Local_MsgTimedOut, "Local: Message timed out"), TimeSpan.FromSeconds(3), new BrokenCircuitException("open"))), 503, nameof(ErrorCode.Local_MsgTimedOut))
             .SetName("PostAsync_CircuitOpen_503");
         yield return new TestCaseData(new Func<Exception>(() => new ObjectDisposedException("producer")), 503, null)
             .SetName("PostAsync_ProducerDisposedAtShutdown_503");

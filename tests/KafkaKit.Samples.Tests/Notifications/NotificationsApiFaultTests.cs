@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Confluent.Kafka;
 using KafkaKit.Samples.Tests.Support;
+using KafkaKit.Tests.Support;
 using KafkaKit.Testing;
 
 namespace KafkaKit.Samples.Tests.Notifications;
@@ -72,6 +73,18 @@ public sealed class NotificationsApiFaultTests
         using (var warmUp = await host.PostAsync("alice", "bob", "before the outage", cancellationToken))
         {
             Assert.That(warmUp.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
+            var warmUpId = (await warmUp.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetGuid();
+
+            // The worker's consumer must own its partitions before the outage. A broker that goes down while the
+            // consumer's first JoinGroup waits in the group's initial rebalance delay leaves that join behind as a member
+            // without a connection; the consumer joins again as a new member, the embedded cluster elects the stale one
+            // leader (the first member joined), and the assignment comes only after its session expired and another
+            // rebalance (session.timeout.ms - 1 s) ran: 5-10 s after the broker's return instead of about 1.5 s.
+            await Wait.ForAsync(
+                async () => (await host.RecentAsync("bob", cancellationToken)).Any(n => n.Id == warmUpId),
+                TimeSpan.FromSeconds(30),
+                "the worker consumed the warm-up notification (its consumer owns the partitions)",
+                cancellationToken);
         }
 
         cluster.SetBrokerDown(1);

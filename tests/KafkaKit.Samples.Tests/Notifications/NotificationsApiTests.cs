@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using KafkaKit.Samples.Notifications;
 using KafkaKit.Samples.Tests.Support;
+using KafkaKit.Tests.Support;
 using KafkaKit.Testing;
 
 namespace KafkaKit.Samples.Tests.Notifications;

@@ -111,6 +111,64 @@ public sealed class ConsumerErrorHandlingRegressionTests
     /// Produces [ok1, bad, ok2] to a new one-partition <paramref name="topic"/> and consumes it (group
     /// <c>{topic}-group</c>) with <paramref name="onError"/> until ok1 and ok2 are handled and offset 3 is committed.
     /// </summary>
+    /// <summary>
+    /// A handler that throws before returning its task and one that throws after an await go through the same path:
+    /// retried in place (<c>Retry.MaxRetryAttempts</c>), then <c>OnError</c> (Skip here), and the partition goes on.
+    /// </summary>
+    [Test]
+    [CancelAfter(60_000)]
+    public async Task Handler_ThrowsSynchronouslyOrAsynchronously_BothRetriedThenOnErrorTheSameWay()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        cluster.CreateTopic("throws", partitions: 1);
+        KafkaProbe.Produce(cluster.BootstrapServers, "throws", [
+            new Message<string, string> { Key = "k", Value = "sync" },
+            new Message<string, string> { Key = "k", Value = "async" },
+            new Message<string, string> { Key = "k", Value = "ok" },
+        ]);
+        var options = ConsumerTestKit.Options(cluster, "throws-group", "throws");
+        options.OnError = ConsumerErrorAction.Skip;
+        options.Retry.MaxRetryAttempts = 2;
+        options.Retry.BaseDelay = TimeSpan.FromMilliseconds(10);
+        options.CommitInterval = TimeSpan.FromMilliseconds(200);
+        var logs = new CapturingLoggerFactory();
+        var calls = new ConcurrentQueue<string>();
+        await using var consumer = new KafkaConsumerBuilder<string, string>("throws", options)
+            .SetLoggerFactory(logs)
+            .SetHandler((r, ct) =>
+            {
+                calls.Enqueue(r.Message.Value);
+                return r.Message.Value switch
+                {
+                    "sync" => throw new InvalidOperationException("thrown synchronously"),
+                    "async" => ThrowAfterAwaitAsync(ct),
+                    _ => ValueTask.CompletedTask,
+                };
+            })
+            .Build();
+
+        await consumer.StartAsync();
+        await ConsumerTestKit.WaitForCommittedAsync(cluster, "throws-group", "throws", 1, c => c[0] == 3, TimeSpan.FromSeconds(20), "offset 3");
+
+        var failed = logs.Lines.Where(l => l.EventId.Id == 2008).Select(l => l.Message).ToList();
+        var retries = logs.Lines.Where(l => l.EventId.Id == 2007).Select(l => l.Exception?.Message).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(calls, Is.EqualTo(new[] { "sync", "sync", "sync", "async", "async", "async", "ok" }), "each failing message: one call and two retries");
+            Assert.That(retries.Count(m => m == "thrown synchronously"), Is.EqualTo(2));
+            Assert.That(retries.Count(m => m == "thrown after an await"), Is.EqualTo(2));
+            Assert.That(failed, Has.Count.EqualTo(2));
+            Assert.That(failed, Has.All.Contain("handler").And.Contain("Skip"));
+            Assert.That(consumer.State, Is.EqualTo(KafkaConsumerState.Running));
+        });
+    }
+
+    private static async ValueTask ThrowAfterAwaitAsync(CancellationToken cancellationToken)
+    {
+        await Task.Delay(1, cancellationToken);
+        throw new InvalidOperationException("thrown after an await");
+    }
+
     private static async Task<(KafkaConsumer<string, Order> Consumer, ConcurrentQueue<string> Orders, CapturingLoggerFactory Logs, Dictionary<int, long> Committed)> ConsumeOkBadOkAsync(
         EmbeddedKafkaCluster cluster, string topic, ConsumerErrorAction onError)
     {

@@ -4,6 +4,7 @@ using System.Globalization;
 using Confluent.Kafka;
 using KafkaKit.Consuming;
 using KafkaKit.Testing;
+using KafkaKit.Tests.Producing;
 using KafkaKit.Tests.Support;
 
 namespace KafkaKit.Tests.Consuming;
@@ -11,6 +12,9 @@ namespace KafkaKit.Tests.Consuming;
 /// <summary>Options, message factories and recorders shared by the consumer tests.</summary>
 internal static class ConsumerTestKit
 {
+    /// <summary>A bootstrap server where nothing listens (the producer tests' one): Build never connects.</summary>
+    public const string Unreachable = ProducerTestKit.Unreachable;
+
     /// <summary>Consumer options for the embedded cluster: fast group settings (KafkaProbe.FastGroup), the given topics.</summary>
     public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, params string[] topics) =>
         Options(cluster.BootstrapServers, group, topics);

@@ -6,7 +6,7 @@ namespace KafkaKit.Tests.Consuming;
 /// <summary>Options validation at Build: every problem is reported at once, before anything connects.</summary>
 [TestFixture]
 [Parallelizable(ParallelScope.Self)] // fixtures overlap (most of their time is spent waiting on the cluster); tests within one run in sequence
-public sealed class KafkaConsumerBuilderTests
+public sealed partial class KafkaConsumerBuilderTests
 {
     [Test]
     [CancelAfter(10_000)]

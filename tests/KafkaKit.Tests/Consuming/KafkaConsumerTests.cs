@@ -10,7 +10,7 @@ namespace KafkaKit.Tests.Consuming;
 
 [TestFixture]
 [Parallelizable(ParallelScope.Self)] // fixtures overlap (most of their time is spent waiting on the cluster); tests within one run in sequence
-public sealed class KafkaConsumerTests
+public sealed partial class KafkaConsumerTests
 {
     [Test]
     [CancelAfter(90_000)]

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Confluent.Kafka;
 using KafkaKit.Producing;
 
@@ -15,9 +16,21 @@ internal static class LibrdkafkaChild
     /// <summary>Exit code: the KafkaKit producer was refused with <see cref="InvalidOperationException"/>.</summary>
     public const int Refused = 3;
 
-    public static async Task<int> RunAsync()
+    public static Task<int> RunAsync()
     {
-        Console.WriteLine($"Confluent.Kafka loaded librdkafka {Library.VersionString}");
+        // Separate methods, so that no KafkaKit type is loaded (which would run KafkaKit's module initializer) before
+        // Confluent.Kafka has loaded librdkafka.
+        Console.WriteLine($"Confluent.Kafka loaded librdkafka {LoadThroughConfluent()}");
+        Console.WriteLine($"Mapped: {string.Join(" ", File.ReadLines("/proc/self/maps").Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).Last()).Where(f => f.Contains("rdkafka", StringComparison.Ordinal)).Distinct())}");
+        return BuildKafkaKitProducerAsync();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static string LoadThroughConfluent() => Library.VersionString;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static async Task<int> BuildKafkaKitProducerAsync()
+    {
         try
         {
             await using var producer = new KafkaProducerBuilder<string, string>(

@@ -1,3 +1,4 @@
+using KafkaKit.Tests.Support;
 using KafkaKit.Producing;
 
 namespace KafkaKit.Tests.Producing;
@@ -16,23 +17,23 @@ public sealed class DeliveryPumpTests
         try
         {
             // Act / Assert: idle, it only polls.
-            await ProducerTestKit.WaitUntilAsync(() => fake.Polls >= 2, TimeSpan.FromSeconds(5), cancellationToken);
+            await Wait.ForAsync(() => fake.Polls >= 2, TimeSpan.FromSeconds(5), "fake.Polls >= 2", cancellationToken);
             Assert.That(fake.Flushes, Is.Zero, "nothing is flushed while nobody waits");
 
             // A wait starts: one short flush at once; while the wait goes on, the pulse repeats between polls.
             pump.EnterWait();
             pump.EnterWait();
-            await ProducerTestKit.WaitUntilAsync(() => fake.Flushes >= 3, TimeSpan.FromSeconds(5), cancellationToken);
+            await Wait.ForAsync(() => fake.Flushes >= 3, TimeSpan.FromSeconds(5), "fake.Flushes >= 3", cancellationToken);
             pump.ExitWait();
             var afterOneExit = fake.Flushes;
-            await ProducerTestKit.WaitUntilAsync(() => fake.Flushes > afterOneExit, TimeSpan.FromSeconds(5), cancellationToken);
+            await Wait.ForAsync(() => fake.Flushes > afterOneExit, TimeSpan.FromSeconds(5), "fake.Flushes > afterOneExit", cancellationToken);
             pump.ExitWait();
 
             // Back to polling only once nobody waits.
             var polls = fake.Polls;
-            await ProducerTestKit.WaitUntilAsync(() => fake.Polls > polls + 2, TimeSpan.FromSeconds(5), cancellationToken);
+            await Wait.ForAsync(() => fake.Polls > polls + 2, TimeSpan.FromSeconds(5), "fake.Polls > polls + 2", cancellationToken);
             var flushes = fake.Flushes;
-            await ProducerTestKit.WaitUntilAsync(() => fake.Polls > polls + 5, TimeSpan.FromSeconds(5), cancellationToken);
+            await Wait.ForAsync(() => fake.Polls > polls + 5, TimeSpan.FromSeconds(5), "fake.Polls > polls + 5", cancellationToken);
             Assert.That(fake.Flushes, Is.EqualTo(flushes), "flushing stopped");
             Assert.That(fake.FlushSlices, Is.All.EqualTo(DeliveryPump.PulseSlice), "every flush for waiters is a short pulse, never a long flush (it would send new messages in batches of one)");
             Assert.That(fake.PollsBetweenFlushes, Is.All.GreaterThan(0), "the pump polls between pulses instead of flushing continuously");
@@ -54,13 +55,13 @@ public sealed class DeliveryPumpTests
         try
         {
             pump.EnterWait();
-            await ProducerTestKit.WaitUntilAsync(() => fake.Flushes >= 1, TimeSpan.FromSeconds(5), cancellationToken);
+            await Wait.ForAsync(() => fake.Flushes >= 1, TimeSpan.FromSeconds(5), "fake.Flushes >= 1", cancellationToken);
             var before = fake.Flushes;
             var clock = System.Diagnostics.Stopwatch.StartNew();
 
             // Act: another enqueue starts waiting (the queue filled again).
             pump.EnterWait();
-            await ProducerTestKit.WaitUntilAsync(() => fake.Flushes > before, TimeSpan.FromSeconds(5), cancellationToken);
+            await Wait.ForAsync(() => fake.Flushes > before, TimeSpan.FromSeconds(5), "fake.Flushes > before", cancellationToken);
 
             // Assert: pulsed within about one idle poll, not one stall slice later.
             Assert.That(clock.Elapsed, Is.LessThan(DeliveryPump.StallSlice + DeliveryPump.IdleSlice));
@@ -198,7 +199,7 @@ public sealed class DeliveryPumpTests
         try
         {
             // Act / Assert
-            await ProducerTestKit.WaitUntilAsync(() => Volatile.Read(ref polls) >= 3, TimeSpan.FromSeconds(5), cancellationToken);
+            await Wait.ForAsync(() => Volatile.Read(ref polls) >= 3, TimeSpan.FromSeconds(5), "Volatile.Read(ref polls) >= 3", cancellationToken);
             lock (errors)
             {
                 Assert.That(errors.Single().Message, Is.EqualTo("poll failed"));

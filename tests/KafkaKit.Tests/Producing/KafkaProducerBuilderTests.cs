@@ -6,7 +6,7 @@ using Microsoft.Extensions.Options;
 namespace KafkaKit.Tests.Producing;
 
 /// <summary>Building a producer: every configuration problem is reported at Build, before any use.</summary>
-public sealed class KafkaProducerBuilderTests
+public sealed partial class KafkaProducerBuilderTests
 {
     private const string Bootstrap = "127.0.0.1:9"; // never contacted: nothing is produced
 

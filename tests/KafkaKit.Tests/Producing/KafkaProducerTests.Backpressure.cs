@@ -1,3 +1,4 @@
+using KafkaKit.Tests.Support;
 using System.Diagnostics;
 using Confluent.Kafka;
 using KafkaKit.Producing;
@@ -92,7 +93,7 @@ public sealed partial class KafkaProducerTests
                 }
             },
             cancellationToken);
-        await WaitUntilAsync(() => Volatile.Read(ref enqueued) >= count * 3 / 4, TimeSpan.FromSeconds(30), cancellationToken);
+        await Wait.ForAsync(() => Volatile.Read(ref enqueued) >= count * 3 / 4, TimeSpan.FromSeconds(30), "Volatile.Read(ref enqueued) >= count * 3 / 4", cancellationToken);
         var queuedWhileDown = producer.QueuedMessages;
         cluster.SetBrokerUp(2);
         await produce;

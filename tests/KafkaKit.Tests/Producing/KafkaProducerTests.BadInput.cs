@@ -6,7 +6,7 @@ using static KafkaKit.Tests.Producing.ProducerTestKit;
 
 namespace KafkaKit.Tests.Producing;
 
-/// <summary>Bad input and a faulted producer: clear exceptions, nothing enqueued, nothing retried.</summary>
+/// <summary>Bad input, misuse after dispose and a faulted producer: clear exceptions, nothing enqueued, nothing retried.</summary>
 public sealed partial class KafkaProducerTests
 {
     [TestCase(null)]
@@ -90,11 +90,11 @@ public sealed partial class KafkaProducerTests
         var producer = Build<Null, string>(options, logs);
         await producer.EnqueueAsync(topic, new Message<Null, string> { Value = "queued" }, outcomes.Record, cancellationToken);
         var waiting = producer.EnqueueAsync(topic, new Message<Null, string> { Value = "waiting" }, outcomes.Record, cancellationToken).AsTask();
-        await WaitUntilAsync(() => ((KafkaProducer<Null, string>)producer).WaitingForRoom > 0, TimeSpan.FromSeconds(10), cancellationToken);
+        await Wait.ForAsync(() => ((KafkaProducer<Null, string>)producer).WaitingForRoom > 0, TimeSpan.FromSeconds(10), "((KafkaProducer<Null, string>)producer).WaitingForRoom > 0", cancellationToken);
 
         // Act
         Assert.That(FatalErrorHook.Raise(producer, ErrorCode.OutOfOrderSequenceNumber, "injected by the test"), Is.EqualTo(ErrorCode.NoError));
-        await WaitUntilAsync(() => producer.FatalError is not null, TimeSpan.FromSeconds(10), cancellationToken);
+        await Wait.ForAsync(() => producer.FatalError is not null, TimeSpan.FromSeconds(10), "producer.FatalError is not null", cancellationToken);
         var waiterError = Assert.ThrowsAsync<ProducerFaultedException>(async () => await waiting);
         var enqueueError = Assert.ThrowsAsync<ProducerFaultedException>(async () => await producer.EnqueueAsync(topic, new Message<Null, string> { Value = "after" }, outcomes.Record, cancellationToken));
         var tryEnqueueError = Assert.Throws<ProducerFaultedException>(() => producer.TryEnqueue(topic, new Message<Null, string> { Value = "after" }));
@@ -115,6 +115,89 @@ public sealed partial class KafkaProducerTests
         Assert.That(faulted[0].Level, Is.EqualTo(Microsoft.Extensions.Logging.LogLevel.Critical));
         Assert.That(outcomes.Total, Is.EqualTo(1), "the message accepted before the fault still gets its one outcome");
         Assert.That(outcomes.Failed, Is.EqualTo(1), outcomes.ToString());
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task Enqueue_NullTopic_ThrowsArgumentNullNamingTopic()
+    {
+        await using var producer = new KafkaProducerBuilder<string, string>("p", new KafkaProducerOptions { BootstrapServers = Unreachable }).Build();
+
+        var e = Assert.ThrowsAsync<ArgumentNullException>(async () => await producer.EnqueueAsync(null!, new Message<string, string> { Value = "v" }));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(e!.ParamName, Is.EqualTo("topic"));
+            Assert.That(producer.QueuedMessages, Is.Zero);
+        });
+    }
+
+    /// <summary>librdkafka refuses a message larger than message.max.bytes when it is produced: nothing is enqueued.</summary>
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task Enqueue_ValueOverMessageMaxBytes_ThrowsMsgSizeTooLargeBeforeEnqueueNamingTheLimit()
+    {
+        var options = new KafkaProducerOptions { BootstrapServers = Unreachable };
+        options.Config["message.max.bytes"] = "1000";
+        await using var producer = new KafkaProducerBuilder<string, string>("p", options).Build();
+
+        var e = Assert.ThrowsAsync<ProduceException<string, string>>(async () => await producer.EnqueueAsync("t", new Message<string, string> { Value = new string('x', 5_000) }));
+
+        TestContext.Out.WriteLine($"{e!.Error.Code}: {e.Message}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(e.Error.Code, Is.EqualTo(ErrorCode.MsgSizeTooLarge));
+            Assert.That(e.Message, Does.Contain("message.max.bytes").And.Contain("1000"), "the message names the limit");
+            Assert.That(producer.QueuedMessages, Is.Zero, "nothing enqueued");
+        });
+    }
+
+    /// <summary>Headers count toward message.max.bytes (librdkafka adds their serialized size to key and value).</summary>
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task Enqueue_HeadersOverMessageMaxBytes_ThrowsMsgSizeTooLargeBeforeEnqueue()
+    {
+        var options = new KafkaProducerOptions { BootstrapServers = Unreachable };
+        options.Config["message.max.bytes"] = "1000";
+        await using var producer = new KafkaProducerBuilder<string, string>("p", options).Build();
+        var message = new Message<string, string> { Value = "small", Headers = new Headers { { "big", new byte[5_000] } } };
+
+        var e = Assert.ThrowsAsync<ProduceException<string, string>>(async () => await producer.EnqueueAsync("t", message));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(e!.Error.Code, Is.EqualTo(ErrorCode.MsgSizeTooLarge));
+            Assert.That(e.Message, Does.Contain("message.max.bytes").And.Contain("1000"));
+            Assert.That(producer.QueuedMessages, Is.Zero);
+        });
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task Producer_DisposedTwice_SecondDisposeIsANoOp()
+    {
+        var producer = new KafkaProducerBuilder<string, string>("p", new KafkaProducerOptions { BootstrapServers = Unreachable }).Build();
+        await producer.DisposeAsync();
+
+        Assert.DoesNotThrowAsync(async () => await producer.DisposeAsync());
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task Producer_UsedAfterDispose_ThrowsObjectDisposedOnEveryCall()
+    {
+        var producer = new KafkaProducerBuilder<string, string>("p", new KafkaProducerOptions { BootstrapServers = Unreachable }).Build();
+        await producer.DisposeAsync();
+        var message = new Message<string, string> { Value = "v" };
+
+        Assert.Multiple(() =>
+        {
+            Assert.ThrowsAsync<ObjectDisposedException>(async () => await producer.EnqueueAsync("t", message));
+            Assert.Throws<ObjectDisposedException>(() => producer.TryEnqueue("t", message));
+            Assert.ThrowsAsync<ObjectDisposedException>(async () => await producer.ProduceAsync("t", message));
+            Assert.ThrowsAsync<ObjectDisposedException>(async () => await producer.FlushAsync());
+            Assert.Throws<ObjectDisposedException>(() => producer.Flush(TimeSpan.FromSeconds(1)));
+        });
     }
 
     /// <summary>A value serializer that always throws, counting its calls.</summary>

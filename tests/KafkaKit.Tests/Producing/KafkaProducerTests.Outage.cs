@@ -1,3 +1,4 @@
+using KafkaKit.Tests.Support;
 using System.Diagnostics;
 using Confluent.Kafka;
 using KafkaKit.Testing;
@@ -65,15 +66,15 @@ public sealed partial class KafkaProducerTests
             cancellationToken);
 
         // Act: broker 1 down for 5 s once the stream is flowing, then up; the stream goes on until well after.
-        await WaitUntilAsync(() => outcomes.Delivered >= 3_000, TimeSpan.FromSeconds(20), cancellationToken, () => outcomes.ToString());
+        await Wait.ForAsync(() => outcomes.Delivered >= 3_000, TimeSpan.FromSeconds(20), () => outcomes.ToString(), cancellationToken);
         cluster.SetBrokerDown(1);
         var down = Stopwatch.StartNew();
         var sentAtDown = Interlocked.Read(ref sent);
-        await WaitUntilAsync(() => down.Elapsed >= outage, outage + TimeSpan.FromSeconds(5), cancellationToken);
+        await Wait.ForAsync(() => down.Elapsed >= outage, outage + TimeSpan.FromSeconds(5), "down.Elapsed >= outage", cancellationToken);
         var queuedAtUp = producer.QueuedMessages;
         cluster.SetBrokerUp(1);
         var sentAtUp = Interlocked.Read(ref sent);
-        await WaitUntilAsync(() => outcomes.Delivered >= sentAtUp, TimeSpan.FromSeconds(40), cancellationToken, () => $"{outcomes} of {sentAtUp}");
+        await Wait.ForAsync(() => outcomes.Delivered >= sentAtUp, TimeSpan.FromSeconds(40), () => $"{outcomes} of {sentAtUp}", cancellationToken);
         var recovered = down.Elapsed - outage;
         await stopStream.CancelAsync();
         await stream;

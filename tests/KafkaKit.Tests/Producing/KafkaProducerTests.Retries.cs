@@ -183,7 +183,7 @@ public sealed partial class KafkaProducerTests
                     await producer.ProduceAsync(topic, message, cancellationToken); // the trial produce, once the break ends
                     return true;
                 }
-                catch (Polly.CircuitBreaker.BrokenCircuitException)
+                catch (ProducerCircuitOpenException)
                 {
                     return false;
                 }
@@ -193,7 +193,9 @@ public sealed partial class KafkaProducerTests
         var afterTrial = await health.CheckHealthAsync(new HealthCheckContext(), cancellationToken);
 
         // Assert
-        Assert.That(open, Is.InstanceOf<Polly.CircuitBreaker.BrokenCircuitException>(), "fails fast while the circuit is open");
+        Assert.That(open, Is.TypeOf<ProducerCircuitOpenException>(), "fails fast while the circuit is open");
+        Assert.That(((ProducerCircuitOpenException)open!).Error.Code, Is.EqualTo(ErrorCode.NotEnoughReplicas), "names the last Kafka error");
+        Assert.That(open!.InnerException, Is.TypeOf<Polly.CircuitBreaker.BrokenCircuitException>());
         Assert.That(serializer.Calls, Is.GreaterThan(attemptsBefore), "the trial produce was attempted");
         Assert.That(whileOpen.Status, Is.EqualTo(HealthStatus.Degraded));
         Assert.That(string.Join(", ", whileOpen.Data.Values), Does.Contain("circuit open"));

@@ -1,3 +1,4 @@
+using KafkaKit.Tests.Support;
 using System.Diagnostics;
 using Confluent.Kafka;
 using KafkaKit.Testing;
@@ -187,7 +188,7 @@ public sealed partial class KafkaProducerTests
 
         // Act
         go.Set();
-        await WaitUntilAsync(() => Interlocked.Read(ref accepted) >= 20_000, TimeSpan.FromSeconds(10), cancellationToken);
+        await Wait.ForAsync(() => Interlocked.Read(ref accepted) >= 20_000, TimeSpan.FromSeconds(10), "Interlocked.Read(ref accepted) >= 20_000", cancellationToken);
         await producer.DisposeAsync();
         await Task.WhenAll(writers);
 

@@ -10,11 +10,11 @@ using KafkaKit.Tests.Support;
 
 namespace KafkaKit.Tests.Producing;
 
-/// <summary>Shared helpers of the producer tests: topics, producers, condition waits.</summary>
+/// <summary>Shared helpers of the producer tests: topics and producers.</summary>
 internal static class ProducerTestKit
 {
-    /// <summary>The poll slice of condition waits.</summary>
-    public static readonly TimeSpan PollSlice = TimeSpan.FromMilliseconds(20);
+    /// <summary>A bootstrap server where nothing listens: Build never connects, so bad-input tests need no cluster.</summary>
+    public const string Unreachable = "127.0.0.1:9";
 
     private static int _topicCounter;
 
@@ -59,21 +59,6 @@ internal static class ProducerTestKit
     /// <summary>Gets the captured log lines of one event id.</summary>
     public static IEnumerable<CapturingLoggerFactory.LogLine> WithEventId(this CapturingLoggerFactory logs, int eventId) =>
         logs.Lines.Where(l => l.EventId.Id == eventId);
-
-    /// <summary>Waits until <paramref name="condition"/> holds, polling every <see cref="PollSlice"/>; fails at the deadline.</summary>
-    public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, CancellationToken cancellationToken, Func<string>? describe = null)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (clock.Elapsed > timeout)
-            {
-                Assert.Fail($"The condition did not hold within {timeout.TotalSeconds:F1} s. {describe?.Invoke()}");
-            }
-
-            await Task.Delay(PollSlice, cancellationToken);
-        }
-    }
 
     /// <summary>
     /// Checks records of keyed sequences read back from a topic: key <c>key-k</c> carried the values 0 to

@@ -1,3 +1,4 @@
+using KafkaKit.Tests.Support;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Confluent.Kafka;
@@ -56,11 +57,7 @@ internal sealed class TopicReader<TKey, TValue> : IAsyncDisposable
     /// </summary>
     public async Task<long> ReadAsync(long expected, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        await ProducerTestKit.WaitUntilAsync(
-            () => _error is not null || (Count >= expected && AtEnd()),
-            timeout,
-            cancellationToken,
-            () => $"Read {Count} of {expected} records from {Topic}.");
+        await Wait.ForAsync(() => _error is not null || (Count >= expected && AtEnd()), timeout, () => $"Read {Count} of {expected} records from {Topic}.", cancellationToken);
         if (_error is not null)
         {
             throw new InvalidOperationException("The reader failed.", _error);

@@ -3,30 +3,9 @@ using Confluent.Kafka;
 
 namespace KafkaKit.Tests.Testing;
 
-/// <summary>Clients and bounded condition waits for tests that run against an embedded cluster.</summary>
+/// <summary>Clients for tests that run against an embedded cluster.</summary>
 internal static class EmbeddedClusterTestKit
 {
-    private const int PollIntervalMs = 25;
-
-    /// <summary>Polls <paramref name="condition"/> until it holds or <paramref name="timeout"/> passes.</summary>
-    /// <returns><see langword="true"/> if the condition held within the timeout.</returns>
-    public static async Task<bool> WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
-    {
-        var token = TestContext.CurrentContext.CancellationToken;
-        var elapsed = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (elapsed.Elapsed >= timeout)
-            {
-                return false;
-            }
-
-            await Task.Delay(PollIntervalMs, token);
-        }
-
-        return true;
-    }
-
     /// <summary>A producer with short reconnect backoffs (a broker set up again is reconnected within ~0.5 s).</summary>
     public static IProducer<string, string> CreateProducer(string bootstrapServers, Action<ProducerConfig>? configure = null)
     {

@@ -1,3 +1,4 @@
+using KafkaKit.Tests.Support;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -62,7 +63,7 @@ public sealed class EmbeddedKafkaClusterTests
 
         cluster.SetBrokerDown(1);
         var during = producer.ProduceAsync("outage", new Message<string, string> { Key = "k", Value = "during" });
-        var reportedWhileDown = await WaitUntilAsync(() => during.IsCompleted, TimeSpan.FromSeconds(1.5));
+        var reportedWhileDown = await Wait.UntilAsync(() => during.IsCompleted, TimeSpan.FromSeconds(1.5));
 
         var sinceUp = Stopwatch.StartNew();
         cluster.SetBrokerUp(1);
@@ -226,7 +227,7 @@ public sealed class EmbeddedKafkaClusterTests
         cluster.SetPartitionLeader("leader", 0, 2);
         cluster.SetBrokerDown(1);
         var delivered = await producer.ProduceAsync(partition0, new Message<string, string> { Key = "k", Value = "on-2" }).WaitAsync(Long);
-        var leaderAfterIs2 = await WaitUntilAsync(() => GetLeader(admin, "leader", 0) == 2, Long);
+        var leaderAfterIs2 = await Wait.UntilAsync(() => GetLeader(admin, "leader", 0) == 2, Long);
         var values = ReadPartition(cluster.BootstrapServers, "leader", 0, count: 2, Long);
 
         Assert.Multiple(() =>

@@ -1,0 +1,228 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Confluent.Kafka;
+using KafkaKit.Consuming;
+using KafkaKit.DependencyInjection;
+using KafkaKit.Producing;
+using KafkaKit.Testing;
+using KafkaKit.Tests.Support;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace KafkaKit.Tests.DependencyInjection;
+
+/// <summary>
+/// The start-time validator and the builders merge and check settings through one path: what one accepts the other
+/// accepts, with the same merged values, and every refusal names the place of the setting.
+/// </summary>
+[TestFixture]
+public sealed class KafkaKitOptionsValidatorTests
+{
+    private const string Shared = "127.0.0.1:9";
+    private const string Own = "127.0.0.1:8";
+
+    /// <summary>
+    /// One case of the matrix: the settings, then for the producer and for the consumer either the expected
+    /// bootstrap servers of the built client (accepted) or a text every refusal must contain (refused).
+    /// </summary>
+    public sealed record Case(string Name, Action<KafkaKitOptions, KafkaProducerOptions, KafkaConsumerOptions> Arrange, string? ProducerServers, string? ProducerRefusal, string? ConsumerServers, string? ConsumerRefusal, string? GroupId = "g")
+    {
+        public override string ToString() => Name;
+    }
+
+    public static IEnumerable<Case> Matrix() =>
+    [
+        new("Client bootstrap.servers only", (k, p, c) => k.Client["bootstrap.servers"] = Shared, Shared, null, Shared, null),
+        new("shared BootstrapServers only", (k, p, c) => k.BootstrapServers = Shared, Shared, null, Shared, null),
+        new("own BootstrapServers beats shared", (k, p, c) => { k.BootstrapServers = Shared; p.BootstrapServers = Own; c.BootstrapServers = Own; }, Own, null, Own, null),
+        new("own Config beats Client", (k, p, c) => { k.Client["bootstrap.servers"] = Shared; p.Config["bootstrap.servers"] = Own; c.Config["bootstrap.servers"] = Own; }, Own, null, Own, null),
+        new("shared BootstrapServers and Client disagree", (k, p, c) => { k.BootstrapServers = Shared; k.Client["bootstrap.servers"] = Own; }, null, "KafkaKit:BootstrapServers ('127.0.0.1:9') and 'bootstrap.servers=127.0.0.1:8' (from KafkaKit:Client) disagree", null, "disagree"),
+        new("own BootstrapServers and own Config disagree", (k, p, c) => { p.BootstrapServers = Shared; p.Config["bootstrap.servers"] = Own; c.BootstrapServers = Shared; c.Config["bootstrap.servers"] = Own; }, null, "KafkaKit:Producers:p:BootstrapServers ('127.0.0.1:9') and 'bootstrap.servers=127.0.0.1:8' (from KafkaKit:Producers:p:Config) disagree", null, "KafkaKit:Consumers:c:BootstrapServers"),
+        new("no bootstrap servers anywhere", (k, p, c) => { }, null, "set KafkaKit:BootstrapServers, KafkaKit:Client:bootstrap.servers, KafkaKit:Producers:p:BootstrapServers or KafkaKit:Producers:p:Config:bootstrap.servers", null, "KafkaKit:Consumers:c:Config:bootstrap.servers"),
+        new("malformed Client bootstrap.servers", (k, p, c) => k.Client["bootstrap.servers"] = "127.0.0.1:99999", null, "(from KafkaKit:Client)", null, "(from KafkaKit:Client)"),
+        new("bad Client value", (k, p, c) => { k.BootstrapServers = Shared; k.Client["socket.timeout.ms"] = "soon"; }, null, "KafkaKit:Client: librdkafka refuses 'socket.timeout.ms=soon'", null, "KafkaKit:Client: librdkafka refuses 'socket.timeout.ms=soon'"),
+        new("Client turns delivery reports off", (k, p, c) => { k.BootstrapServers = Shared; k.Client["dotnet.producer.enable.delivery.reports"] = "false"; }, null, "'dotnet.producer.enable.delivery.reports=false' (from KafkaKit:Client) is not allowed", Shared, null),
+        new("Client turns periodic commits off", (k, p, c) => { k.BootstrapServers = Shared; k.Client["enable.auto.commit"] = "0"; }, Shared, null, null, "'enable.auto.commit=0' (from KafkaKit:Client) is not allowed"),
+        new("group id from Client only", (k, p, c) => { k.BootstrapServers = Shared; k.Client["group.id"] = "from-client"; }, Shared, null, Shared, null, GroupId: null),
+        new("own GroupId and own Config group.id disagree", (k, p, c) => { k.BootstrapServers = Shared; c.Config["group.id"] = "other"; }, Shared, null, null, "KafkaKit:Consumers:c:GroupId ('g') and 'group.id=other' (from KafkaKit:Consumers:c:Config) disagree"),
+        new("bad own value next to a secret", (k, p, c) => { k.BootstrapServers = Shared; p.Config["sasl.password"] = "hunter2"; c.Config["sasl.password"] = "hunter2"; c.Config["fetch.min.bytes"] = "lots"; }, Shared, null, null, "Consumer 'c' (KafkaKit:Consumers:c:Config): librdkafka refuses 'fetch.min.bytes=lots'"),
+    ];
+
+    [TestCaseSource(nameof(Matrix))]
+    [CancelAfter(30_000)]
+    public async Task Regression_C22_ValidatorAndBuilders_AcceptAndRefuseTheSameSettingsWithTheSameMergedValues(Case matrixCase)
+    {
+        // Arrange: one producer 'p' and one consumer 'c', set as the case says
+        var shared = new KafkaKitOptions();
+        var producerOptions = new KafkaProducerOptions();
+        var consumerOptions = new KafkaConsumerOptions { GroupId = matrixCase.GroupId, Topics = { "t" }, OnError = ConsumerErrorAction.DeadLetter };
+        matrixCase.Arrange(shared, producerOptions, consumerOptions);
+        shared.Producers["p"] = producerOptions;
+        shared.Consumers["c"] = consumerOptions;
+        var logs = new CapturingLoggerFactory();
+
+        // Act: the start-time validator, one client at a time, and each builder as DI calls it
+        string[] Validate(Action<KafkaKitRegistry> register, KafkaKitOptions options)
+        {
+            var registry = new KafkaKitRegistry();
+            register(registry);
+            var result = new KafkaKitOptionsValidator(registry).Validate(null, options);
+            return result.Failed ? [.. result.Failures] : [];
+        }
+
+        var producerOnly = Clone(shared, withConsumer: false);
+        var consumerOnly = Clone(shared, withConsumer: true);
+        var validatorOnProducer = Validate(r => r.AddProducer("p"), producerOnly);
+        var validatorOnConsumer = Validate(r => r.AddConsumer("c"), consumerOnly);
+        string[] producerRefusals = [];
+        string? producerConfig = null;
+        try
+        {
+            var producer = new KafkaProducerBuilder<string, string>("p", producerOptions).SetShared(shared).SetLoggerFactory(logs).Build();
+            producerConfig = logs.Lines.Single(l => l.EventId.Id == 1040).Message; // the whole configuration (Debug)
+            await producer.DisposeAsync();
+        }
+        catch (OptionsValidationException e)
+        {
+            producerRefusals = [.. e.Failures];
+        }
+
+        string[] consumerRefusals = [];
+        KafkaConsumer<string, string>? consumer = null;
+        try
+        {
+            consumer = new KafkaConsumerBuilder<string, string>("c", consumerOptions).SetShared(shared).SetHandler((_, _) => default).Build();
+        }
+        catch (OptionsValidationException e)
+        {
+            consumerRefusals = [.. e.Failures];
+        }
+
+        // Assert
+        if (consumer is not null)
+        {
+            await consumer.DisposeAsync();
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(producerRefusals, Is.EquivalentTo(validatorOnProducer), "the producer builder and the validator refuse the same problems");
+            Assert.That(consumerRefusals, Is.EquivalentTo(validatorOnConsumer), "the consumer builder and the validator refuse the same problems");
+            if (matrixCase.ProducerServers is { } producerServers)
+            {
+                Assert.That(producerRefusals, Is.Empty, "producer accepted");
+                Assert.That(producerConfig, Does.Contain($"bootstrap.servers={producerServers}, ").And.Contain("client.id=p").And.Contain("acks=all"), "the producer runs with the merged values");
+            }
+            else
+            {
+                Assert.That(producerRefusals, Has.Some.Contains(matrixCase.ProducerRefusal), "producer refused, naming the place");
+            }
+
+            if (matrixCase.ConsumerServers is { } consumerServers)
+            {
+                Assert.That(consumerRefusals, Is.Empty, "consumer accepted");
+                Assert.That(consumer!.DeadLetters!.Config["bootstrap.servers"], Is.EqualTo(consumerServers), "the consumer (and its dead-letter producer) runs with the merged values");
+                Assert.That(consumer.GroupId, Is.EqualTo(matrixCase.GroupId ?? shared.Client["group.id"]));
+            }
+            else
+            {
+                Assert.That(consumerRefusals, Has.Some.Contains(matrixCase.ConsumerRefusal), "consumer refused, naming the place");
+            }
+
+            Assert.That(string.Join("\n", producerRefusals.Concat(consumerRefusals)), Does.Not.Contain("hunter2"));
+        });
+    }
+
+    [Test]
+    public void Validate_SharedProblemAndTwoClients_ReportsTheSharedProblemOnceNamingItsPlace()
+    {
+        var options = new KafkaKitOptions { BootstrapServers = Shared };
+        options.Client["no.such.property"] = "1";
+        var registry = new KafkaKitRegistry();
+        registry.AddProducer("p");
+        registry.AddConsumer("c");
+        options.Consumers["c"] = new KafkaConsumerOptions { GroupId = "g", Topics = { "t" } };
+
+        var result = new KafkaKitOptionsValidator(registry).Validate(null, options);
+
+        Assert.That(result.Failures, Has.Exactly(1).StartsWith("KafkaKit:Client: librdkafka refuses 'no.such.property=1'"));
+        Assert.That(result.Failures.Count(), Is.EqualTo(1), string.Join(Environment.NewLine, result.Failures));
+    }
+
+    [Test]
+    [CancelAfter(90_000)]
+    public async Task Regression_C22_BootstrapServersOnlyInSharedClientSettings_HostStartsAndClientsUseThem()
+    {
+        // Arrange: bootstrap.servers only in KafkaKit:Client, no KafkaKit:BootstrapServers
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        cluster.CreateTopic("orders");
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes($$"""
+            {
+              "KafkaKit": {
+                "Client": { "bootstrap.servers": "{{cluster.BootstrapServers}}" },
+                "Producers": { "orders": { } },
+                "Consumers": {
+                  "billing": { "GroupId": "billing", "Topics": [ "orders" ], "Config": { "session.timeout.ms": "6000", "heartbeat.interval.ms": "500" } }
+                }
+              }
+            }
+            """)));
+        builder.Services.AddLogging();
+        builder.Services.AddSingleton<Handled>();
+        builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit"))
+            .AddProducer<string, string>("orders")
+            .AddConsumer<string, string, RecordingHandler>("billing");
+        using var host = builder.Build();
+
+        // Act
+        await host.StartAsync();
+        var producer = host.Services.GetRequiredService<IKafkaProducer<string, string>>();
+        var delivered = await producer.ProduceAsync("orders", new Message<string, string> { Key = "k", Value = "c22" });
+        var handled = host.Services.GetRequiredService<Handled>();
+        await Wait.ForAsync(() => handled.Values.Contains("c22"), TimeSpan.FromSeconds(30), "the consumer handles the message");
+        await host.StopAsync();
+
+        // Assert
+        Assert.That(delivered.Status, Is.EqualTo(PersistenceStatus.Persisted));
+        Assert.That(delivered.Offset.Value, Is.EqualTo(0));
+        Assert.That(KafkaProbe.EndOffsets(cluster.BootstrapServers, "orders", 1)[0], Is.EqualTo(1));
+        Assert.That(handled.Values, Is.EqualTo(new[] { "c22" }));
+    }
+
+    private static KafkaKitOptions Clone(KafkaKitOptions shared, bool withConsumer)
+    {
+        var copy = new KafkaKitOptions { BootstrapServers = shared.BootstrapServers };
+        foreach (var (key, value) in shared.Client)
+        {
+            copy.Client[key] = value;
+        }
+
+        if (withConsumer)
+        {
+            copy.Consumers["c"] = shared.Consumers["c"];
+        }
+        else
+        {
+            copy.Producers["p"] = shared.Producers["p"];
+        }
+
+        return copy;
+    }
+
+    public sealed class Handled
+    {
+        public ConcurrentQueue<string> Values { get; } = new();
+    }
+
+    public sealed class RecordingHandler(Handled handled) : IKafkaMessageHandler<string, string>
+    {
+        public ValueTask HandleAsync(ConsumeResult<string, string> result, CancellationToken cancellationToken)
+        {
+            handled.Values.Enqueue(result.Message.Value);
+            return ValueTask.CompletedTask;
+        }
+    }
+}
