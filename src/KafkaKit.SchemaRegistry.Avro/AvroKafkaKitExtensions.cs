@@ -59,8 +59,7 @@ public static class AvroKafkaKitExtensions
             UseLatestVersion = options.UseLatestVersion,
             SubjectNameStrategy = options.SubjectNameStrategy,
         };
-        var serializer = new CachedIdAvroSerializer<TValue>(Create(() => new AvroSerializer<TValue>(client, config)), options.UseLatestVersion);
-        return builder.SetValueSerializer(SchemaRegistrySerdes.Classify(serializer, Format));
+        return builder.SetValueSerializer(SchemaRegistrySerdes.Classify(Create(() => new AvroSerializer<TValue>(client, config)), Format));
     }
 
     /// <summary>Deserializes Avro values with the registry and settings registered by <c>AddSchemaRegistry()</c>.</summary>
