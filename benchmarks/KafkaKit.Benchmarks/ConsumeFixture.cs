@@ -46,18 +46,20 @@ internal sealed class ConsumeFixture : IAsyncDisposable
     private readonly string _topic;
     private readonly int _partitions;
     private readonly int _messages;
-    private readonly Message<Null, byte[]> _message = new() { Value = BenchmarkEnvironment.NewValue() };
+    private readonly Message<Null, byte[]> _message;
     private readonly TopicPartition[] _targets;
     private readonly EmbeddedKafkaCluster _cluster;
     private readonly IProducer<Null, byte[]> _feeder;
     private Thread? _flushing;
+    private IAsyncDisposable? _typed;
     private int _undelivered;
     private TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _handled;
     private long _target;
 
-    public ConsumeFixture(string topic, int partitions, int messagesPerInvocation)
+    public ConsumeFixture(string topic, int partitions, int messagesPerInvocation, byte[]? value = null)
     {
+        _message = new() { Value = value ?? BenchmarkEnvironment.NewValue() };
         _topic = topic;
         _partitions = partitions;
         _messages = messagesPerInvocation;
@@ -93,6 +95,20 @@ internal sealed class ConsumeFixture : IAsyncDisposable
         KafkaKit = new KafkaConsumerBuilder<Ignore, byte[]>("kafkakit-bench-consumer", options).SetHandler(handler).Build();
         await KafkaKit.StartAsync().ConfigureAwait(false);
         await BenchmarkEnvironment.JoinKafkaKitAsync(KafkaKit, _partitions).ConfigureAwait(false);
+        Prepare();
+        await RunKafkaKitAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Starts a KafkaKit consumer of another value type (e.g. Avro values), joined and warmed up like <see cref="StartKafkaKitAsync"/>.</summary>
+    /// <typeparam name="TValue">The value type.</typeparam>
+    /// <param name="build">Builds the consumer from the shared consumer options.</param>
+    /// <returns>A task that completes when ready.</returns>
+    public async Task StartTypedAsync<TValue>(Func<KafkaConsumerOptions, KafkaConsumer<Ignore, TValue>> build)
+    {
+        var consumer = build(BenchmarkEnvironment.KafkaKitConsumerOptions(_cluster, "bench-kafkakit-" + _topic, _topic));
+        _typed = consumer;
+        await consumer.StartAsync().ConfigureAwait(false);
+        await BenchmarkEnvironment.JoinKafkaKitAsync(consumer, _partitions).ConfigureAwait(false);
         Prepare();
         await RunKafkaKitAsync().ConfigureAwait(false);
     }
@@ -191,6 +207,11 @@ internal sealed class ConsumeFixture : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_typed is not null)
+        {
+            await _typed.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (KafkaKit is not null)
         {
             await KafkaKit.DisposeAsync().ConfigureAwait(false);

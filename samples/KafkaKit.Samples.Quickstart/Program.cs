@@ -1,11 +1,14 @@
 // KafkaKit quickstart: produce N keyed messages through a KafkaKit producer and consume them with a KafkaKit consumer
 // group of two members, then check that every message arrived once and in order. With no arguments it runs on an
-// embedded Kafka cluster (in memory); --bootstrap-servers host:port runs it against a real cluster.
+// embedded Kafka cluster (in memory); --bootstrap-servers host:port runs it against a real cluster. --format avro
+// writes the values as Avro through a schema registry (an embedded one unless --schema-registry-url is given).
 using Confluent.Kafka;
 using Confluent.Kafka.Admin;
 using KafkaKit;
 using KafkaKit.Consuming;
 using KafkaKit.Samples.Quickstart;
+using KafkaKit.SchemaRegistry;
+using KafkaKit.SchemaRegistry.Avro;
 using KafkaKit.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -26,6 +29,15 @@ if (bootstrapServers is null)
     Console.WriteLine($"No --bootstrap-servers given: started an embedded Kafka cluster (3 brokers, data in memory only) at {bootstrapServers}.");
 }
 
+EmbeddedSchemaRegistry? registry = null;
+var registryUrl = settings.SchemaRegistryUrl;
+if (settings.Avro && registryUrl is null)
+{
+    registry = EmbeddedSchemaRegistry.Start();
+    registryUrl = registry.Url;
+    Console.WriteLine($"--format avro without --schema-registry-url: started an embedded schema registry at {registryUrl}.");
+}
+
 var runId = Guid.NewGuid().ToString("N")[..8];
 var topic = $"quickstart-{runId}";
 var groupId = $"quickstart-group-{runId}";
@@ -44,7 +56,7 @@ builder.Logging.AddFilter("KafkaKit", settings.Verbose ? LogLevel.Information : 
 builder.Logging.AddFilter("KafkaKit.Librdkafka", LogLevel.Information); // which librdkafka runs: one line
 builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(new QuickstartTally(settings.Messages));
-builder.Services
+var kafkaKit = builder.Services
     .AddKafkaKit(options =>
     {
         options.BootstrapServers = bootstrapServers;
@@ -61,10 +73,16 @@ builder.Services
 
             options.Consumers[member] = consumer;
         }
-    })
-    .AddProducer<string, string>("quickstart")
-    .AddConsumer<string, string, QuickstartHandler>("quickstart-worker-1", (sp, consumer) => QuickstartTally.Track(sp, consumer, "quickstart-worker-1"))
-    .AddConsumer<string, string, QuickstartHandler>("quickstart-worker-2", (sp, consumer) => QuickstartTally.Track(sp, consumer, "quickstart-worker-2"));
+    });
+if (settings.Avro)
+{
+    kafkaKit.AddSchemaRegistry(registryOptions => registryOptions.Url = registryUrl);
+}
+
+kafkaKit
+    .AddProducer<string, string>("quickstart", settings.Avro ? (sp, producer) => producer.UseAvro(sp) : null)
+    .AddConsumer<string, string, QuickstartHandler>("quickstart-worker-1", (sp, consumer) => Configure(sp, consumer, "quickstart-worker-1"))
+    .AddConsumer<string, string, QuickstartHandler>("quickstart-worker-2", (sp, consumer) => Configure(sp, consumer, "quickstart-worker-2"));
 builder.Services.AddSingleton(new QuickstartTopic(topic));
 builder.Services.AddHostedService<QuickstartRunner>();
 
@@ -72,12 +90,33 @@ var host = builder.Build();
 var tally = host.Services.GetRequiredService<QuickstartTally>();
 await host.RunAsync(); // stops when the run is over, then disposes the host
 
+if (registry is not null)
+{
+    Console.WriteLine($"Schema registry subjects: {string.Join(", ", registry.Subjects)}.");
+    if (tally.ExitCode == 0 && !registry.Subjects.Contains($"{topic}-value"))
+    {
+        Console.WriteLine($"FAILED: the subject '{topic}-value' was not registered.");
+        tally.ExitCode = 1;
+    }
+
+    await registry.DisposeAsync();
+}
+
 if (cluster is not null)
 {
     await cluster.DisposeAsync();
 }
 
 return tally.ExitCode;
+
+void Configure(IServiceProvider services, KafkaConsumerBuilder<string, string> consumer, string member)
+{
+    QuickstartTally.Track(services, consumer, member);
+    if (settings.Avro)
+    {
+        consumer.UseAvro(services);
+    }
+}
 
 static async Task CreateTopicAsync(string bootstrapServers, string topic, int partitions)
 {

@@ -3,13 +3,15 @@ using System.Globalization;
 namespace KafkaKit.Samples.Quickstart;
 
 /// <summary>Command-line settings.</summary>
-internal sealed record QuickstartSettings(string? BootstrapServers, int Messages, int Partitions, bool Verbose)
+internal sealed record QuickstartSettings(string? BootstrapServers, int Messages, int Partitions, bool Verbose, bool Avro = false, string? SchemaRegistryUrl = null)
 {
     private const string Usage = """
-        Usage: KafkaKit.Samples.Quickstart [--bootstrap-servers host:port[,host:port]] [--messages N] [--partitions N] [--verbose]
+        Usage: KafkaKit.Samples.Quickstart [--bootstrap-servers host:port[,host:port]] [--messages N] [--partitions N] [--format json|avro] [--schema-registry-url URL] [--verbose]
           --bootstrap-servers  a real Kafka cluster; without it an embedded cluster runs in this process
           --messages           how many messages to produce and consume (default 100000)
           --partitions         partitions of the quickstart topic (default 6)
+          --format             value format: json (default: UTF-8 text values) or avro (Confluent Schema Registry framing)
+          --schema-registry-url  a real schema registry for --format avro; without it an embedded registry runs in this process
           --verbose            show KafkaKit's information logs (assignments, commits, stop steps)
         """;
 
@@ -19,6 +21,8 @@ internal sealed record QuickstartSettings(string? BootstrapServers, int Messages
         var messages = 100_000;
         var partitions = 6;
         var verbose = false;
+        var avro = false;
+        string? registryUrl = null;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -34,6 +38,12 @@ internal sealed record QuickstartSettings(string? BootstrapServers, int Messages
                     partitions = p;
                     i++;
                     break;
+                case "--format" when i + 1 < args.Length && args[i + 1] is "json" or "avro":
+                    avro = args[++i] == "avro";
+                    break;
+                case "--schema-registry-url" when i + 1 < args.Length:
+                    registryUrl = args[++i];
+                    break;
                 case "--verbose":
                     verbose = true;
                     break;
@@ -44,6 +54,6 @@ internal sealed record QuickstartSettings(string? BootstrapServers, int Messages
             }
         }
 
-        return new QuickstartSettings(servers, messages, partitions, verbose);
+        return new QuickstartSettings(servers, messages, partitions, verbose, avro, registryUrl);
     }
 }

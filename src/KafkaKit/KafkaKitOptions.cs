@@ -36,6 +36,9 @@ public sealed class KafkaKitOptions
     /// <summary>Gets the named producers' options.</summary>
     public IDictionary<string, KafkaProducerOptions> Producers { get; } = new Dictionary<string, KafkaProducerOptions>(StringComparer.Ordinal);
 
+    /// <summary>Gets or sets the options of the default JSON serde (section <c>KafkaKit:Json</c>), shared by every producer and consumer without a serializer of its own.</summary>
+    public Serialization.KafkaKitJsonOptions Json { get; set; } = new();
+
     /// <summary>Gets the named consumers' options.</summary>
     public IDictionary<string, KafkaConsumerOptions> Consumers { get; } = new Dictionary<string, KafkaConsumerOptions>(StringComparer.Ordinal);
 }

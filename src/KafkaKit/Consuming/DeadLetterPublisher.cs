@@ -96,6 +96,17 @@ internal sealed class DeadLetterPublisher : IDisposable
         headers.Add(ConsumerGroupHeader, Encoding.UTF8.GetBytes(groupId));
         headers.Add(ExceptionTypeHeader, Encoding.UTF8.GetBytes(error.GetType().FullName ?? error.GetType().Name));
         headers.Add(ExceptionMessageHeader, Encoding.UTF8.GetBytes(error.Message));
+
+        // A deserializer may name more of the failure (e.g. the schema id): string entries of the exception's Data whose
+        // key starts with "kafkakit-dlt-" become headers.
+        foreach (System.Collections.DictionaryEntry entry in error.Data)
+        {
+            if (entry.Key is string key && key.StartsWith("kafkakit-dlt-", StringComparison.Ordinal) && entry.Value is string value)
+            {
+                headers.Add(key, Encoding.UTF8.GetBytes(value));
+            }
+        }
+
         await Producer().ProduceAsync(
             topic,
             new Message<byte[]?, byte[]?> { Key = failed.Message.Key, Value = failed.Message.Value, Headers = headers, Timestamp = failed.Message.Timestamp },

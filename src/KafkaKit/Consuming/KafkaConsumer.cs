@@ -48,6 +48,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly ClientLogSummariser _logSummariser;
     private readonly PatternSubscriptionWatch? _patternWatch;
     private readonly OffsetCommitter _committer;
+    private readonly MessageProcessor<TKey, TValue> _processor;
     private readonly PartitionSet _partitions;
     private readonly RebalanceHandler _rebalance;
     private readonly ConsumerStatistics _statistics;
@@ -84,9 +85,9 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _logSummariser = new ClientLogSummariser(logger, name, timeProvider);
         _patternWatch = PatternSubscriptionWatch.For(name, options.Topics, config, logger, () => State == KafkaConsumerState.Running ? ClientHandle : null);
         _committer = new OffsetCommitter(name, config.GroupId, logger);
-        var processor = new MessageProcessor<TKey, TValue>(
+        _processor = new MessageProcessor<TKey, TValue>(
             name, config.GroupId, options, keyDeserializer, valueDeserializer, handler, retry, firstAttemptOutsidePipeline, deadLetters, Fail, logger, timeProvider);
-        _partitions = new PartitionSet(name, options, _committer, logger, timeProvider, processor.ProcessAsync, _stopHard.Token);
+        _partitions = new PartitionSet(name, options, _committer, logger, timeProvider, _processor.ProcessAsync, _stopHard.Token);
         _rebalance = new RebalanceHandler(name, config, options, callbacks, _partitions, _committer, () => _stopRequested, logger, timeProvider);
         _statistics = new ConsumerStatistics(name, config.GroupId, () => _partitions.Assignment, logger);
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
@@ -94,6 +95,12 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
 
     /// <summary>Gets the consumer's name (its <c>client.id</c>).</summary>
     public string Name { get; }
+
+    /// <summary>
+    /// Gets how long a deserializer's service (e.g. a schema registry) has been unreachable while records waited for it,
+    /// or <see langword="null"/> when it is not (health reports Degraded meanwhile).
+    /// </summary>
+    internal TimeSpan? DeserializerUnavailableFor => _processor.DeserializerUnavailableFor;
 
     /// <summary>Gets the consumer group id.</summary>
     public string GroupId => _config.GroupId;

@@ -76,12 +76,38 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
         return this;
     }
 
+    /// <summary>
+    /// Sets an asynchronous key deserializer (e.g. a Schema Registry serde). It is awaited on the handler side (a
+    /// thread-pool continuation, never the poll thread; no thread is blocked while it waits for I/O). A
+    /// <see cref="SerializationUnavailableException"/> it throws is transient: the record is retried with backoff while
+    /// its partition waits, never handed to <see cref="KafkaConsumerOptions.OnError"/>; any other exception goes to
+    /// <see cref="KafkaConsumerOptions.OnError"/>, unretried.
+    /// </summary>
+    /// <param name="deserializer">The deserializer; replaces one set before.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetKeyDeserializer(IAsyncDeserializer<TKey> deserializer)
+    {
+        ArgumentNullException.ThrowIfNull(deserializer);
+        _keyDeserializer = new AsyncDeserializer<TKey>(deserializer);
+        return this;
+    }
+
     /// <summary>Sets the value deserializer. Default: <see cref="KafkaSerializers.DeserializerFor{T}"/>.</summary>
-    /// <param name="deserializer">The deserializer; as for <see cref="SetKeyDeserializer"/>.</param>
+    /// <param name="deserializer">The deserializer; as for <see cref="SetKeyDeserializer(IDeserializer{TKey})"/>.</param>
     /// <returns>This builder.</returns>
     public KafkaConsumerBuilder<TKey, TValue> SetValueDeserializer(IDeserializer<TValue> deserializer)
     {
         _valueDeserializer = deserializer ?? throw new ArgumentNullException(nameof(deserializer));
+        return this;
+    }
+
+    /// <summary>Sets an asynchronous value deserializer (e.g. a Schema Registry serde); as for <see cref="SetKeyDeserializer(IAsyncDeserializer{TKey})"/>.</summary>
+    /// <param name="deserializer">The deserializer; replaces one set before.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetValueDeserializer(IAsyncDeserializer<TValue> deserializer)
+    {
+        ArgumentNullException.ThrowIfNull(deserializer);
+        _valueDeserializer = new AsyncDeserializer<TValue>(deserializer);
         return this;
     }
 
@@ -177,8 +203,8 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             _name,
             new ConsumerConfig(merged.ToDictionary(StringComparer.Ordinal)),
             _options,
-            _keyDeserializer ?? KafkaSerializers.DeserializerFor<TKey>(),
-            _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(),
+            _keyDeserializer ?? KafkaSerializers.DeserializerFor<TKey>(_shared?.Json.ToSerializerOptions()),
+            _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(_shared?.Json.ToSerializerOptions()),
             _handler!,
             _retry ?? BuildRetry(logger),
             firstAttemptOutsidePipeline: _retry is null,

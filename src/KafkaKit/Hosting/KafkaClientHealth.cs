@@ -34,7 +34,12 @@ internal abstract class KafkaClientHealth
                 return (HealthStatus.Unhealthy, $"faulted by a fatal error: {fatal.Reason} ({fatal.Code})");
             }
 
-            if (producer is KafkaProducer<TKey, TValue> { Circuit: CircuitState.Open or CircuitState.HalfOpen or CircuitState.Isolated } p)
+            if (producer is AsyncSerializingProducer<TKey, TValue> { UnavailableSince: { } since })
+            {
+                return (HealthStatus.Degraded, $"the serializer's service (schema registry) has been unreachable since {since:O}; produces wait within MaxBlock, then fail with SerializationUnavailableException");
+            }
+
+            if ((producer as KafkaProducer<TKey, TValue> ?? (producer as AsyncSerializingProducer<TKey, TValue>)?.Core) is { Circuit: CircuitState.Open or CircuitState.HalfOpen or CircuitState.Isolated } p)
             {
                 return (HealthStatus.Degraded, $"circuit {p.Circuit.ToString()!.ToLowerInvariant()}: most recent produces failed with retriable errors, ProduceAsync fails fast (ProducerCircuitOpenException) until a trial produce succeeds; {producer.QueuedMessages} messages awaiting delivery reports");
             }
@@ -64,6 +69,11 @@ internal abstract class KafkaClientHealth
             if (consumer.SinceLastPoll is { } since && since > consumer.MaxPollInterval)
             {
                 return (HealthStatus.Unhealthy, $"the poll thread has not polled for {since.TotalSeconds:F0} s (max.poll.interval.ms is {consumer.MaxPollInterval.TotalMilliseconds:F0})");
+            }
+
+            if (consumer.DeserializerUnavailableFor is { } unavailable)
+            {
+                return (HealthStatus.Degraded, $"the deserializer's service (schema registry) has been unreachable for {unavailable.TotalSeconds:F0} s; records wait and are retried, none is failed for it");
             }
 
             return consumer.Assignment.Count == 0

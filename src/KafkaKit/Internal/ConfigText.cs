@@ -13,6 +13,7 @@ internal static class ConfigText
         || key.Contains("secret", StringComparison.OrdinalIgnoreCase)
         || key.Contains("token", StringComparison.OrdinalIgnoreCase)
         || key.Contains("jaas", StringComparison.OrdinalIgnoreCase)
+        || key.Contains("user.info", StringComparison.OrdinalIgnoreCase) // basic.auth.user.info: "user:password"
         || key.EndsWith(".key.pem", StringComparison.OrdinalIgnoreCase)
         || key.Equals("ssl.key.pem", StringComparison.OrdinalIgnoreCase)
         || key.Contains("sasl.oauthbearer.config", StringComparison.OrdinalIgnoreCase);

@@ -25,6 +25,8 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
     private readonly KafkaProducerOptions _options;
     private ISerializer<TKey>? _keySerializer;
     private ISerializer<TValue>? _valueSerializer;
+    private IAsyncSerializer<TKey>? _asyncKeySerializer;
+    private IAsyncSerializer<TValue>? _asyncValueSerializer;
     private ILoggerFactory _loggerFactory = NullLoggerFactory.Instance;
     private TimeProvider _timeProvider = TimeProvider.System;
     private ResiliencePipeline? _pipeline;
@@ -50,6 +52,25 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
     public KafkaProducerBuilder<TKey, TValue> SetKeySerializer(ISerializer<TKey> serializer)
     {
         _keySerializer = serializer ?? throw new ArgumentNullException(nameof(serializer));
+        _asyncKeySerializer = null;
+        return this;
+    }
+
+    /// <summary>
+    /// Sets an asynchronous key serializer (e.g. a Schema Registry serde). Every produce call awaits it on the caller's
+    /// path before the message enters the backpressure gate; no thread is blocked while it waits for I/O, and it never
+    /// runs on librdkafka's threads. A <see cref="SerializationUnavailableException"/> it throws is retried within
+    /// <see cref="KafkaProducerOptions.MaxBlock"/>; any other exception fails the call with a
+    /// <see cref="ProduceException{TKey, TValue}"/> (<see cref="ErrorCode.Local_KeySerialization"/>). Nothing is enqueued
+    /// before serialization succeeded. <see cref="IKafkaProducer{TKey, TValue}.TryEnqueue"/> returns false while the
+    /// serializer has not completed synchronously (e.g. before the schema id is cached).
+    /// </summary>
+    /// <param name="serializer">The serializer; replaces a synchronous one set before.</param>
+    /// <returns>This builder.</returns>
+    public KafkaProducerBuilder<TKey, TValue> SetKeySerializer(IAsyncSerializer<TKey> serializer)
+    {
+        _asyncKeySerializer = serializer ?? throw new ArgumentNullException(nameof(serializer));
+        _keySerializer = null;
         return this;
     }
 
@@ -59,6 +80,20 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
     public KafkaProducerBuilder<TKey, TValue> SetValueSerializer(ISerializer<TValue> serializer)
     {
         _valueSerializer = serializer ?? throw new ArgumentNullException(nameof(serializer));
+        _asyncValueSerializer = null;
+        return this;
+    }
+
+    /// <summary>
+    /// Sets an asynchronous value serializer (e.g. a Schema Registry serde); as for
+    /// <see cref="SetKeySerializer(IAsyncSerializer{TKey})"/> (failures: <see cref="ErrorCode.Local_ValueSerialization"/>).
+    /// </summary>
+    /// <param name="serializer">The serializer; replaces a synchronous one set before.</param>
+    /// <returns>This builder.</returns>
+    public KafkaProducerBuilder<TKey, TValue> SetValueSerializer(IAsyncSerializer<TValue> serializer)
+    {
+        _asyncValueSerializer = serializer ?? throw new ArgumentNullException(nameof(serializer));
+        _valueSerializer = null;
         return this;
     }
 
@@ -128,18 +163,21 @@ public sealed class KafkaProducerBuilder<TKey, TValue>
 
         var logger = _loggerFactory.CreateLogger("KafkaKit.Producer");
         var circuit = _pipeline is null && _options.Retry.CircuitBreaker ? new CircuitBreakerStateProvider() : null;
-        return new KafkaProducer<TKey, TValue>(
+        var producer = new KafkaProducer<TKey, TValue>(
             _name,
             new ProducerConfig(merged.ToDictionary(StringComparer.Ordinal)),
             _options,
-            _keySerializer ?? KafkaSerializers.SerializerFor<TKey>(),
-            _valueSerializer ?? KafkaSerializers.SerializerFor<TValue>(),
+            _asyncKeySerializer is not null ? PreSerialized<TKey>.Instance : _keySerializer ?? KafkaSerializers.SerializerFor<TKey>(_shared?.Json.ToSerializerOptions()),
+            _asyncValueSerializer is not null ? PreSerialized<TValue>.Instance : _valueSerializer ?? KafkaSerializers.SerializerFor<TValue>(_shared?.Json.ToSerializerOptions()),
             _pipeline ?? BuildPipeline(logger, circuit),
             firstAttemptOutsidePipeline: _pipeline is null && _options.Retry.MaxRetryAttempts > 0 && !_options.Retry.CircuitBreaker,
             circuit,
             _onDeliveryFailed,
             logger,
             _timeProvider);
+        return _asyncKeySerializer is null && _asyncValueSerializer is null
+            ? producer
+            : new AsyncSerializingProducer<TKey, TValue>(producer, _asyncKeySerializer, _asyncValueSerializer, _options, _timeProvider, logger);
     }
 
     internal KafkaProducerBuilder<TKey, TValue> SetShared(KafkaKitOptions shared)

@@ -11,8 +11,8 @@ using Microsoft.Extensions.Hosting;
 namespace KafkaKit.Tests.Docs;
 
 /// <summary>
-/// Compiles every <c>```csharp</c> block of README.md and docs/*.md against KafkaKit, KafkaKit.Testing,
-/// Confluent.Kafka and Microsoft.Extensions.Hosting. A snippet is a fragment: its statements go into an async method,
+/// Compiles every <c>```csharp</c> block of README.md and docs/*.md against KafkaKit, KafkaKit.Testing, the schema registry
+/// packages, Confluent.Kafka and Microsoft.Extensions.Hosting. A snippet is a fragment: its statements go into an async method,
 /// lines starting a type declaration (<c>public sealed class</c>, <c>record</c>...) go to namespace level, and an
 /// HTML comment right above the fence, <c>&lt;!-- snippet-context: ... --&gt;</c>, supplies what the snippet uses
 /// without declaring (variables, small supporting types), placed before the snippet's statements.
@@ -37,6 +37,12 @@ public sealed partial class DocsSnippetTests
         "Microsoft.Extensions.DependencyInjection",
         "Microsoft.Extensions.Hosting",
         "Microsoft.Extensions.Configuration",
+        "KafkaKit.Serialization",
+        "KafkaKit.SchemaRegistry",
+        "KafkaKit.SchemaRegistry.Avro",
+        "KafkaKit.SchemaRegistry.Json",
+        "Confluent.SchemaRegistry",
+        "Confluent.SchemaRegistry.Serdes",
     ];
 
     private static readonly Lazy<IReadOnlyList<MetadataReference>> References = new(LoadReferences);
@@ -253,6 +259,10 @@ public sealed partial class DocsSnippetTests
             typeof(Microsoft.Extensions.DependencyInjection.ServiceCollectionServiceExtensions),
             typeof(Microsoft.Extensions.Logging.ILogger),
             typeof(Microsoft.Extensions.Options.IOptions<>),
+            typeof(KafkaKit.SchemaRegistry.Avro.AvroKafkaKitExtensions),
+            typeof(KafkaKit.SchemaRegistry.Json.JsonSchemaKafkaKitExtensions),
+            typeof(Confluent.SchemaRegistry.Serdes.AvroSerializer<>),
+            typeof(Confluent.SchemaRegistry.Serdes.JsonSerializer<>),
         ];
         var paths = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var assembly in anchors.Select(t => t.Assembly).Concat(AppDomain.CurrentDomain.GetAssemblies()))

@@ -15,7 +15,7 @@ namespace KafkaKit.Consuming;
 /// <typeparam name="TKey">The message key type.</typeparam>
 /// <typeparam name="TValue">The message value type.</typeparam>
 /// <remarks>At most <see cref="KafkaConsumerOptions.MaxConcurrency"/> messages are processed at once, over all partitions.</remarks>
-internal sealed class MessageProcessor<TKey, TValue>
+internal sealed partial class MessageProcessor<TKey, TValue>
 {
     /// <summary>The resilience-context property carrying the message being retried, for retry logs.</summary>
     internal static readonly ResiliencePropertyKey<TopicPartitionOffset> MessageKey = new("KafkaKit.Message");
@@ -92,7 +92,12 @@ internal sealed class MessageProcessor<TKey, TValue>
             ConsumeResult<TKey, TValue> result;
             try
             {
-                result = Deserialize(raw);
+                // Async deserializers are awaited here (handler side); an unreachable registry is retried, not failed.
+                result = await DeserializeAsync(raw, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return false;
             }
             catch (Exception e)
             {

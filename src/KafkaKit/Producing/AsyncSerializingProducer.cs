@@ -1,0 +1,224 @@
+using Confluent.Kafka;
+using KafkaKit.Diagnostics;
+using KafkaKit.Serialization;
+using Microsoft.Extensions.Logging;
+
+namespace KafkaKit.Producing;
+
+#pragma warning disable VSTHRD103 // .Result is read only after IsCompletedSuccessfully: it never blocks
+
+/// <summary>
+/// A producer whose key and/or value serializer is asynchronous (<see cref="IAsyncSerializer{T}"/>, e.g. a schema
+/// registry serde). Each call awaits the serializers on the caller's path, before the message enters the backpressure
+/// gate, then hands the message with its bytes to the core producer (where <see cref="PreSerialized{T}"/> passes them to
+/// librdkafka). No thread waits: the registry's I/O is awaited, never blocked on, and never runs on librdkafka's threads.
+/// </summary>
+internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TKey, TValue>
+{
+    private readonly KafkaProducer<TKey, TValue> _core;
+    private readonly IAsyncSerializer<TKey>? _key;
+    private readonly IAsyncSerializer<TValue>? _value;
+    private readonly KafkaProducerOptions _options;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private long _unavailableSince;
+
+    public AsyncSerializingProducer(KafkaProducer<TKey, TValue> core, IAsyncSerializer<TKey>? key, IAsyncSerializer<TValue>? value, KafkaProducerOptions options, TimeProvider timeProvider, ILogger logger)
+    {
+        _core = core;
+        _key = key;
+        _value = value;
+        _options = options;
+        _timeProvider = timeProvider;
+        _logger = logger;
+    }
+
+    public string Name => _core.Name;
+
+    public long QueuedMessages => _core.QueuedMessages;
+
+    public Error? FatalError => _core.FatalError;
+
+    public IProducer<TKey, TValue> Inner => _core.Inner;
+
+    /// <summary>Gets the core producer (circuit state for health).</summary>
+    internal KafkaProducer<TKey, TValue> Core => _core;
+
+    /// <summary>Gets since when the serializers' service has been unreachable (the most recent call failed), or null.</summary>
+    internal DateTimeOffset? UnavailableSince => Interlocked.Read(ref _unavailableSince) is var ticks and not 0 ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
+
+    public ValueTask EnqueueAsync(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null, CancellationToken cancellationToken = default)
+    {
+        var serialized = SerializeAsync(topic, message, cancellationToken);
+        return serialized.IsCompletedSuccessfully
+            ? _core.EnqueueAsync(topic, serialized.Result, onDelivery, cancellationToken)
+            : EnqueueAfterAsync(serialized, topic, onDelivery, cancellationToken);
+    }
+
+    public bool TryEnqueue(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null)
+    {
+        var serialized = SerializeAsync(topic, message, CancellationToken.None);
+        if (serialized.IsCompleted)
+        {
+#pragma warning disable VSTHRD002 // completed: GetResult returns (or throws) at once
+            return _core.TryEnqueue(topic, serialized.GetAwaiter().GetResult(), onDelivery);
+#pragma warning restore VSTHRD002
+        }
+
+        // TryEnqueue never waits: the serializer is still at work (e.g. the schema id is not cached yet). Its outcome is
+        // observed here; the look-up it started warms the cache for a later call.
+        _ = serialized.AsTask().ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return false;
+    }
+
+    public ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
+    {
+        ValueTask<Message<TKey, TValue>> serialized;
+        try
+        {
+            serialized = SerializeAsync(topic, message, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<DeliveryResult<TKey, TValue>>(e);
+        }
+
+        return serialized.IsCompletedSuccessfully
+            ? _core.ProduceAsync(topic, serialized.Result, cancellationToken)
+            : ProduceAfterAsync(serialized, topic, cancellationToken);
+    }
+
+    public ValueTask<int> FlushAsync(CancellationToken cancellationToken = default) => _core.FlushAsync(cancellationToken);
+
+    public int Flush(TimeSpan timeout) => _core.Flush(timeout);
+
+    public ValueTask DisposeAsync() => _core.DisposeAsync();
+
+    private async ValueTask EnqueueAfterAsync(ValueTask<Message<TKey, TValue>> serialized, string topic, Action<DeliveryReport<TKey, TValue>>? onDelivery, CancellationToken cancellationToken) =>
+        await _core.EnqueueAsync(topic, await serialized.ConfigureAwait(false), onDelivery, cancellationToken).ConfigureAwait(false);
+
+    private async ValueTask<DeliveryResult<TKey, TValue>> ProduceAfterAsync(ValueTask<Message<TKey, TValue>> serialized, string topic, CancellationToken cancellationToken) =>
+        await _core.ProduceAsync(topic, await serialized.ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Serializes the async components into a copy of the message that carries their bytes in its headers.</summary>
+    private ValueTask<Message<TKey, TValue>> SerializeAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        ArgumentNullException.ThrowIfNull(message);
+        if (_core.FatalError is { } fatal)
+        {
+            throw new ProducerFaultedException(fatal);
+        }
+
+        var headers = new SerializedHeaders(message.Headers);
+        var carrier = new Message<TKey, TValue> { Key = message.Key, Value = message.Value, Timestamp = message.Timestamp, Headers = headers };
+        Task<byte[]>? key = null;
+        Task<byte[]>? value = null;
+        try
+        {
+            key = _key?.SerializeAsync(message.Key, new SerializationContext(MessageComponentType.Key, topic, headers));
+            value = _value?.SerializeAsync(message.Value, new SerializationContext(MessageComponentType.Value, topic, headers));
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<Message<TKey, TValue>>(Translate(e, key is null && _key is not null ? MessageComponentType.Key : MessageComponentType.Value, topic, carrier));
+        }
+
+        if ((key is null || key.IsCompletedSuccessfully) && (value is null || value.IsCompletedSuccessfully))
+        {
+            headers.KeyBytes = key?.Result;
+            headers.ValueBytes = value?.Result;
+            if (Interlocked.Read(ref _unavailableSince) != 0)
+            {
+                Recovered(topic);
+            }
+
+            return new ValueTask<Message<TKey, TValue>>(carrier);
+        }
+
+        return SerializeSlowAsync(key, value, topic, carrier, cancellationToken);
+    }
+
+    private async ValueTask<Message<TKey, TValue>> SerializeSlowAsync(Task<byte[]>? key, Task<byte[]>? value, string topic, Message<TKey, TValue> carrier, CancellationToken cancellationToken)
+    {
+        var headers = (SerializedHeaders)carrier.Headers;
+        var started = _timeProvider.GetTimestamp();
+        var delay = SerdesBackoff.First;
+        while (true)
+        {
+            var component = MessageComponentType.Key;
+            try
+            {
+                // Each attempt is bounded by what is left of MaxBlock (a registry client retries inside one call).
+                var left = _options.MaxBlock - _timeProvider.GetElapsedTime(started);
+                headers.KeyBytes = key is null ? null : await BoundedAsync(key, left, cancellationToken).ConfigureAwait(false);
+                component = MessageComponentType.Value;
+                left = _options.MaxBlock - _timeProvider.GetElapsedTime(started);
+                headers.ValueBytes = value is null ? null : await BoundedAsync(value, left, cancellationToken).ConfigureAwait(false);
+                if (Interlocked.Read(ref _unavailableSince) != 0)
+                {
+                    Recovered(topic);
+                }
+
+                return carrier;
+            }
+            catch (SerializationUnavailableException e)
+            {
+                Interlocked.CompareExchange(ref _unavailableSince, _timeProvider.GetUtcNow().UtcTicks, 0);
+                var waited = _timeProvider.GetElapsedTime(started);
+                if (_options.Backpressure == ProducerBackpressure.Fail || waited + delay > _options.MaxBlock)
+                {
+                    SerializationLog.ProduceUnavailable(_logger, Name, topic, waited, e.Message);
+                    throw;
+                }
+
+                SerializationLog.ProduceWaiting(_logger, Name, topic, delay, e.Message);
+                await Task.Delay(delay, _timeProvider, cancellationToken).ConfigureAwait(false);
+                delay = SerdesBackoff.Next(delay);
+
+                // Serialize again: the failed component and, if it had not run yet, the other.
+                key = _key?.SerializeAsync(carrier.Key, new SerializationContext(MessageComponentType.Key, topic, headers));
+                value = _value?.SerializeAsync(carrier.Value, new SerializationContext(MessageComponentType.Value, topic, headers));
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException("The serialization of the message was cancelled; it was not enqueued.", cancellationToken);
+            }
+            catch (Exception e)
+            {
+                throw Translate(e, component, topic, carrier);
+            }
+        }
+    }
+
+    private async Task<byte[]> BoundedAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await serializing.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException e)
+        {
+            // The abandoned call's outcome is observed, so a late failure is not an unobserved task exception.
+            _ = serializing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            throw new SerializationUnavailableException($"The serializer did not complete within MaxBlock ({_options.MaxBlock}); its service is slow or unreachable.", e);
+        }
+    }
+
+    private void Recovered(string topic)
+    {
+        if (Interlocked.Exchange(ref _unavailableSince, 0) is var since and not 0)
+        {
+            SerializationLog.ProduceRecovered(_logger, Name, topic, _timeProvider.GetUtcNow() - new DateTimeOffset(since, TimeSpan.Zero));
+        }
+    }
+
+    /// <summary>As Confluent.Kafka reports a failing synchronous serializer: a <see cref="ProduceException{TKey, TValue}"/> with the serialization error code.</summary>
+    private static Exception Translate(Exception e, MessageComponentType component, string topic, Message<TKey, TValue> message) =>
+        e is SerializationUnavailableException or OperationCanceledException or ArgumentException
+            ? e
+            : new ProduceException<TKey, TValue>(
+                new Error(component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization, $"The {component.ToString().ToLowerInvariant()} could not be serialized for topic '{topic}': {e.Message}"),
+                new DeliveryResult<TKey, TValue> { Topic = topic, Message = message, Status = PersistenceStatus.NotPersisted },
+                e);
+}
