@@ -25,6 +25,12 @@ public sealed partial class KafkaConsumer<TKey, TValue>
                     // While a partition is paused, poll in short slices so it resumes as soon as its buffer drains.
                     result = consumer.Consume(_partitions.PausedCount > 0 ? Math.Min(pollMs, PausedPollMs) : pollMs);
                 }
+                catch (ConsumeException e) when (e.Error.Code == ErrorCode.UnknownTopicOrPart && _patternWatch is not null
+                    && e.Error.Reason.Contains(": ^", StringComparison.Ordinal))
+                {
+                    // librdkafka reports a pattern that matches no topic yet as an error at every metadata refresh.
+                    ConsumerLog.PatternTopicNotAvailable(_logger, Name, e.Error.Reason, e.Error.Code);
+                }
                 catch (ConsumeException e)
                 {
                     ConsumerLog.ConsumeFailed(_logger, Name, e.Error.Reason, e.Error.Code);

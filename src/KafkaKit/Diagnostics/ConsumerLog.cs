@@ -55,6 +55,9 @@ internal static partial class ConsumerLog
     [LoggerMessage(2015, LogLevel.Warning, "Consumer {Name}: poll failed: {Reason} ({Code}).")]
     public static partial void ConsumeFailed(ILogger logger, string name, string reason, ErrorCode code);
 
+    [LoggerMessage(2045, LogLevel.Debug, "Consumer {Name}: {Reason} ({Code}): expected while a subscription pattern matches no topic (event 2043)")]
+    public static partial void PatternTopicNotAvailable(ILogger logger, string name, string reason, ErrorCode code);
+
     [LoggerMessage(2016, LogLevel.Error, "Consumer {Name}: leaving the group failed.")]
     public static partial void CloseFailed(ILogger logger, Exception exception, string name);
 

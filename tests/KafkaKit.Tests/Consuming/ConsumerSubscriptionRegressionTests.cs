@@ -122,5 +122,32 @@ public sealed class ConsumerSubscriptionRegressionTests
         }));
     }
 
+    /// <summary>
+    /// A pattern that matches no topic yet is expected, not a failure: librdkafka reports it as an error at every
+    /// metadata refresh, which is logged at Debug (2045) beside the Information line that explains it (2043), not as a
+    /// poll-failed warning (2015).
+    /// </summary>
+    [Test]
+    [CancelAfter(60_000)]
+    public async Task PatternMatchingNoTopicYet_LoggedAsExpectedNotAsPollFailure()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var logs = new CapturingLoggerFactory();
+        await using var consumer = new KafkaConsumerBuilder<string, string>("c21-none", ConsumerTestKit.Options(cluster, "c21-none-group", "^nothing-yet-.*"))
+            .SetLoggerFactory(logs)
+            .SetHandler((_, _) => default)
+            .Build();
+
+        await consumer.StartAsync();
+        await Wait.ForAsync(() => Lines(logs, 2045).Any() && Lines(logs, 2043).Any(), TimeSpan.FromSeconds(30), "librdkafka's report and the explanation");
+        await consumer.StopAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(Lines(logs, 2045).First(), Does.Contain("^nothing-yet-.*"));
+            Assert.That(Lines(logs, 2015), Is.Empty, "no poll-failed warning for an expected state");
+        });
+    }
+
     private static IEnumerable<string> Lines(CapturingLoggerFactory logs, int eventId) => logs.Lines.Where(l => l.EventId.Id == eventId).Select(l => l.Message);
 }
