@@ -46,7 +46,7 @@ public static partial class SchemaRegistryKafkaKitBuilderExtensions
         return builder;
     }
 
-    [LoggerMessage(4120, LogLevel.Information, "Schema registry client: {Settings}.")]
+    [LoggerMessage(4120, LogLevel.Information, "Schema registry client: {Settings}")]
     private static partial void ClientCreated(ILogger logger, string settings);
 
     /// <summary>Reports every problem at once.</summary>

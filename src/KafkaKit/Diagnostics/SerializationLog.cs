@@ -5,7 +5,7 @@ namespace KafkaKit.Diagnostics;
 /// <summary>Log lines of async serialization (schema registries): event ids 4100-4119.</summary>
 internal static partial class SerializationLog
 {
-    [LoggerMessage(4100, LogLevel.Warning, "Producer {Name}: the serializer's service is unreachable for topic {Topic}; retrying in {Delay} within MaxBlock: {Reason}")]
+    [LoggerMessage(4100, LogLevel.Warning, "Producer {Name}: the serializer's service is unreachable for topic {Topic}, retrying in {Delay} within MaxBlock: {Reason}")]
     public static partial void ProduceWaiting(ILogger logger, string name, string topic, TimeSpan delay, string reason);
 
     [LoggerMessage(4101, LogLevel.Error, "Producer {Name}: the serializer's service stayed unreachable for topic {Topic} ({Waited}); the message was not enqueued: {Reason}")]
