@@ -161,6 +161,9 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>Gets the options the consumer was built with.</summary>
     internal KafkaConsumerOptions Options => _options;
 
+    /// <summary>Gets the lag and group state from librdkafka's statistics (for the readiness check).</summary>
+    internal ConsumerStatistics Statistics => _statistics;
+
     /// <summary>
     /// Creates the librdkafka consumer, subscribes and starts the poll thread. Returns at once: joining the group and
     /// reaching the cluster happen in the background (failures are logged and retried).

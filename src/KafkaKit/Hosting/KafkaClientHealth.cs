@@ -17,6 +17,13 @@ internal abstract class KafkaClientHealth
     /// <summary>Judges the client's own state (no I/O).</summary>
     public abstract (HealthStatus Status, string Description) Evaluate();
 
+    /// <summary>Judges the client's liveness and readiness from its own state (no I/O).</summary>
+    /// <param name="maxConsumerLag">The lag threshold of readiness, or null.</param>
+    public abstract ProbeVerdict Judge(long? maxConsumerLag);
+
+    /// <summary>Gets a consumer's total lag from the last statistics, or null (producers, statistics off).</summary>
+    public virtual long? Lag => null;
+
     public static KafkaClientHealth For<TKey, TValue>(IKafkaProducer<TKey, TValue> producer) => new ProducerHealth<TKey, TValue>(producer);
 
     public static KafkaClientHealth For<TKey, TValue>(KafkaConsumer<TKey, TValue> consumer) => new ConsumerHealth<TKey, TValue>(consumer);
@@ -46,6 +53,12 @@ internal abstract class KafkaClientHealth
 
             return (HealthStatus.Healthy, $"{producer.QueuedMessages} messages awaiting delivery reports");
         }
+
+        public override ProbeVerdict Judge(long? maxConsumerLag) => ProbeRules.Producer(new(
+            producer.FatalError,
+            (producer as KafkaProducer<TKey, TValue> ?? (producer as AsyncSerializingProducer<TKey, TValue>)?.Core)?.Circuit,
+            (producer as AsyncSerializingProducer<TKey, TValue>)?.UnavailableSince,
+            producer.QueuedMessages));
     }
 
     private sealed class ConsumerHealth<TKey, TValue>(KafkaConsumer<TKey, TValue> consumer) : KafkaClientHealth
@@ -80,6 +93,20 @@ internal abstract class KafkaClientHealth
                 ? (HealthStatus.Healthy, "running, waiting for a partition assignment")
                 : (HealthStatus.Healthy, $"running, {consumer.Assignment.Count} partitions assigned");
         }
+
+        public override long? Lag => consumer.Statistics.TotalLag;
+
+        public override ProbeVerdict Judge(long? maxConsumerLag) => ProbeRules.Consumer(
+            new(
+                consumer.State,
+                consumer.Fault?.Message,
+                consumer.SinceLastPoll,
+                consumer.MaxPollInterval,
+                consumer.Assignment.Count,
+                consumer.Statistics.JoinState,
+                consumer.Statistics.TotalLag,
+                consumer.DeserializerUnavailableFor),
+            maxConsumerLag);
     }
 
     private static Handle? TryHandle(Func<Handle> get)

@@ -46,7 +46,7 @@ internal sealed class KafkaKitHealthCheck(KafkaKitClients clients) : IHealthChec
     }
 
     /// <returns>null when a broker answered; otherwise why not.</returns>
-    private static string? Probe(Handle handle)
+    internal static string? Probe(Handle handle)
     {
         try
         {

@@ -259,6 +259,8 @@ public sealed partial class DocsSnippetTests
             typeof(Microsoft.Extensions.DependencyInjection.ServiceCollectionServiceExtensions),
             typeof(Microsoft.Extensions.Logging.ILogger),
             typeof(Microsoft.Extensions.Options.IOptions<>),
+            typeof(Microsoft.Extensions.DependencyInjection.HealthCheckServiceCollectionExtensions),
+            typeof(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus),
             typeof(KafkaKit.SchemaRegistry.Avro.AvroKafkaKitExtensions),
             typeof(KafkaKit.SchemaRegistry.Json.JsonSchemaKafkaKitExtensions),
             typeof(Confluent.SchemaRegistry.Serdes.AvroSerializer<>),

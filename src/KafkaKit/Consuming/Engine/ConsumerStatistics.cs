@@ -20,6 +20,7 @@ internal sealed class ConsumerStatistics : IDisposable
     private readonly Func<TopicPartition[]> _assignment;
     private readonly ILogger _logger;
     private List<Measurement<long>> _lags = [];
+    private string? _joinState;
     private IDisposable? _lagGauge;
 
     /// <summary>Initializes a new instance of the <see cref="ConsumerStatistics"/> class.</summary>
@@ -37,6 +38,18 @@ internal sealed class ConsumerStatistics : IDisposable
 
     /// <summary>Gets the lags from the last statistics (one measurement per owned partition with a known lag).</summary>
     public IReadOnlyList<Measurement<long>> Lags => Volatile.Read(ref _lags);
+
+    /// <summary>
+    /// Gets the sum of <see cref="Lags"/> (messages), or <see langword="null"/> when no statistics arrived or none names
+    /// a known lag of an owned partition.
+    /// </summary>
+    public long? TotalLag => Lags is { Count: > 0 } lags ? lags.Sum(m => m.Value) : null;
+
+    /// <summary>
+    /// Gets the group's join state from the last statistics (<c>cgrp.join_state</c>: <c>steady</c> between rebalances,
+    /// <c>wait-join</c>, <c>wait-sync</c>, ... during one), or <see langword="null"/> when no statistics arrived.
+    /// </summary>
+    public string? JoinState => Volatile.Read(ref _joinState);
 
     /// <summary>Starts reporting the gauge (at the consumer's start).</summary>
     public void Observe() => _lagGauge = KafkaKitMetrics.ObserveLag(() => Volatile.Read(ref _lags));
@@ -79,6 +92,10 @@ internal sealed class ConsumerStatistics : IDisposable
             }
 
             Volatile.Write(ref _lags, lags);
+            if (document.RootElement.TryGetProperty("cgrp", out var group) && group.TryGetProperty("join_state", out var joinState))
+            {
+                Volatile.Write(ref _joinState, joinState.GetString());
+            }
         }
         catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or InvalidOperationException)
         {

@@ -1,0 +1,52 @@
+using KafkaKit.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace KafkaKit.Hosting;
+
+/// <summary>
+/// The liveness or readiness check of every KafkaKit producer and consumer (rules in <see cref="ProbeRules"/>). Liveness
+/// does no I/O, so a broker outage never restarts the process; readiness also asks a broker for metadata through each
+/// client that is otherwise ready or degraded (bounded by <see cref="KafkaKitHealthCheck.ProbeTimeout"/>): no answer is
+/// not ready. The worst client decides the result; the data holds one line per client and each consumer's known lag.
+/// </summary>
+internal sealed class KafkaKitProbeHealthCheck(KafkaKitClients clients, bool readiness, long? maxConsumerLag) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var snapshot = clients.Snapshot();
+        if (snapshot.Count == 0)
+        {
+            return HealthCheckResult.Healthy("no KafkaKit client has been built yet");
+        }
+
+        var worst = HealthStatus.Healthy;
+        var data = new Dictionary<string, object>(StringComparer.Ordinal);
+        foreach (var client in snapshot)
+        {
+            var verdict = client.Judge(maxConsumerLag);
+            var status = readiness ? verdict.Ready : verdict.Live;
+            var description = verdict.Description;
+            if (readiness && status != HealthStatus.Unhealthy && client.Handle is { } handle)
+            {
+                // The metadata call blocks up to ProbeTimeout: keep it off the caller's thread.
+                var unreachable = await Task.Run(() => KafkaKitHealthCheck.Probe(handle), cancellationToken).ConfigureAwait(false);
+                if (unreachable is not null)
+                {
+                    status = HealthStatus.Unhealthy;
+                    description = $"{description}; no broker reachable: {unreachable}";
+                }
+            }
+
+            data[client.Name] = $"{status}: {description}";
+            if (client.Lag is { } lag)
+            {
+                data[$"{client.Name} lag"] = lag;
+            }
+
+            worst = status < worst ? status : worst;
+        }
+
+        var what = readiness ? "ready" : "live";
+        return new HealthCheckResult(worst, worst == HealthStatus.Healthy ? $"all KafkaKit clients {what}" : $"a KafkaKit client is not {what}", data: data);
+    }
+}
