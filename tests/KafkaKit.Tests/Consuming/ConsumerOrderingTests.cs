@@ -220,7 +220,7 @@ public sealed class ConsumerOrderingTests
         await Wait.ForAsync(() => b.Assignment.Count == 1, Patience, "b owns one partition");
         var moved = b.Assignment[0].Partition.Value;
         await Wait.ForAsync(() => recorder.HandledBy("b").Count(h => h.Partition == moved) == perPartition - held, Patience, "b handles the moved partition from the unfinished message on");
-        var firstOfB = recorder.HandledBy("b").First(h => h.Partition == moved).Offset;
+        var firstOfB = recorder.HandledBy("b").Where(h => h.Partition == moved).Min(h => h.Offset); // Unordered: 5 and 6 start together
         var afterRevoke = KafkaProbe.Committed(cluster.BootstrapServers, "ord-rev-group", "ord-rev", 2);
 
         var kept = 1 - moved;
