@@ -7,7 +7,8 @@ namespace KafkaKit.Consuming;
 /// <typeparam name="TValue">The message value type.</typeparam>
 /// <remarks>
 /// Calls run on thread-pool threads, never on the poll thread. Messages of one partition are handled one at a time in
-/// offset order; different partitions are handled concurrently, up to <see cref="KafkaConsumerOptions.MaxConcurrency"/>.
+/// offset order (by default; per key or in any order with <see cref="KafkaConsumerOptions.Ordering"/>); different
+/// partitions are handled concurrently, up to <see cref="KafkaConsumerOptions.MaxConcurrency"/> calls at once.
 /// A message's offset is committed only after its call completed successfully (or its failure was dead-lettered or
 /// skipped per <see cref="KafkaConsumerOptions.OnError"/>), so delivery is at least once: after a crash or a lost
 /// partition a message can be handled again. In DI, the handler is resolved from a new scope for every message.

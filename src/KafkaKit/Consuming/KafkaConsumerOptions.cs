@@ -65,8 +65,20 @@ public sealed class KafkaConsumerOptions
     /// </summary>
     public PartitionAssignmentStrategy AssignmentStrategy { get; set; } = DefaultAssignmentStrategy;
 
-    /// <summary>Gets or sets how many partitions are handled at the same time. Default: 16. Range 1 to 10,000.</summary>
+    /// <summary>
+    /// Gets or sets how many handler calls run at the same time over all partitions (with <see cref="ConsumerOrdering.Partition"/>,
+    /// how many partitions are handled at the same time; with <see cref="ConsumerOrdering.Key"/> and
+    /// <see cref="ConsumerOrdering.Unordered"/> also the most keys or messages in flight per partition). Default: 16. Range 1 to 10,000.
+    /// </summary>
     public int MaxConcurrency { get; set; } = 16;
+
+    /// <summary>
+    /// Gets or sets which messages of one partition may be handled at the same time: one at a time in offset order
+    /// (<see cref="ConsumerOrdering.Partition"/>, the default), one at a time per key (<see cref="ConsumerOrdering.Key"/>;
+    /// messages without a key in order among themselves), or any (<see cref="ConsumerOrdering.Unordered"/>). The committed
+    /// offset never passes an unfinished message in any mode; see <see cref="ConsumerOrdering"/> for duplicates after a crash.
+    /// </summary>
+    public ConsumerOrdering Ordering { get; set; } = ConsumerOrdering.Partition;
 
     /// <summary>
     /// Gets or sets how many fetched messages may wait for a partition's handler; past it the partition is paused
@@ -225,6 +237,7 @@ public sealed class KafkaConsumerOptions
         Check(problems, CloseTimeout >= TimeSpan.Zero, $"CloseTimeout is {CloseTimeout}; it must be 0 or more.");
         Check(problems, Enum.IsDefined(OnError), $"OnError is {(int)OnError}; it must be Stop, DeadLetter or Skip.");
         Check(problems, Enum.IsDefined(OnFault), $"OnFault is {(int)OnFault}; it must be StopHost or KeepHostRunning.");
+        Check(problems, Enum.IsDefined(Ordering), $"Ordering is {(int)Ordering}; it must be Partition, Key or Unordered.");
         Check(problems, Enum.IsDefined(AssignmentStrategy), $"AssignmentStrategy is {(int)AssignmentStrategy}; it must be CooperativeSticky, Range or RoundRobin.");
         Check(problems, DeadLetterTopic is null || !string.IsNullOrWhiteSpace(DeadLetterTopic), "DeadLetterTopic is blank; leave it unset for '<topic>.DLT' or name a topic.");
         if (settings.Is("enable.auto.offset.store", true))

@@ -30,6 +30,16 @@ public sealed partial class KafkaConsumerBuilderTests
     }
 
     [Test]
+    public void ConsumerBuild_UndefinedOrdering_ThrowsOptionsValidationNamingValueAndModes()
+    {
+        var options = new KafkaConsumerOptions { BootstrapServers = Unreachable, GroupId = "g", Topics = { "t" }, Ordering = (ConsumerOrdering)7 };
+
+        var e = Assert.Throws<OptionsValidationException>(() => new KafkaConsumerBuilder<string, string>("c", options).SetHandler((_, _) => default).Build());
+
+        Assert.That(e!.Failures, Is.EqualTo(new[] { "Consumer 'c': Ordering is 7; it must be Partition, Key or Unordered." }));
+    }
+
+    [Test]
     public void ConsumerBuild_InvalidTopicRegex_ThrowsOptionsValidationNamingThePattern()
     {
         var options = new KafkaConsumerOptions { BootstrapServers = Unreachable, GroupId = "g", Topics = { "^orders-(" } };

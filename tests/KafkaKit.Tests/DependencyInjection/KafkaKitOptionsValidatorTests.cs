@@ -203,7 +203,7 @@ public sealed class KafkaKitOptionsValidatorTests
               "KafkaKit": {
                 "BootstrapServers": "127.0.0.1:9",
                 "Producers": { "p": { "MaxBlock": "forever", "Retry": { "MaxRetryAttempts": "many" } } },
-                "Consumers": { "c": { "GroupId": "g", "Topics": [ "t" ], "OnError": "Explode" } }
+                "Consumers": { "c": { "GroupId": "g", "Topics": [ "t" ], "OnError": "Explode", "Ordering": "Sequential" } }
               }
             }
             """)));
@@ -218,6 +218,7 @@ public sealed class KafkaKitOptionsValidatorTests
             Assert.That(e!.Message, Does.Contain("'KafkaKit:Producers:p:MaxBlock=forever' is not a valid TimeSpan"));
             Assert.That(e.Message, Does.Contain("'KafkaKit:Producers:p:Retry:MaxRetryAttempts=many' is not a valid Int32"));
             Assert.That(e.Message, Does.Contain("'KafkaKit:Consumers:c:OnError=Explode' is not a valid ConsumerErrorAction: use one of Stop, DeadLetter, Skip"));
+            Assert.That(e.Message, Does.Contain("'KafkaKit:Consumers:c:Ordering=Sequential' is not a valid ConsumerOrdering: use one of Partition, Key, Unordered"));
         });
     }
 

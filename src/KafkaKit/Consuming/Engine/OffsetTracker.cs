@@ -11,7 +11,10 @@ namespace KafkaKit.Consuming;
 /// <para>
 /// Threads: <see cref="Track"/>, <see cref="TakeStore"/>, <see cref="MarkStored"/> and <see cref="Release"/> run on the
 /// poll thread; <see cref="Complete"/> runs wherever a message finishes (the thread pool). One lock guards the state; in
-/// offset-order dispatch the finished message is always the oldest pending one, so each call is O(1).
+/// offset-order dispatch the finished message is always the oldest pending one, so each call is O(1); with concurrent
+/// dispatch (<see cref="ConsumerOrdering.Key"/>, <see cref="ConsumerOrdering.Unordered"/>) the message is found by binary
+/// search while the pending offsets ascend (always, unless the fetch position moved back), so a long-running oldest
+/// message does not make each completion scan everything pending behind it.
 /// </para>
 /// <para>
 /// Contiguity follows dispatch order, not offset arithmetic: Kafka offsets have gaps (compaction, transaction markers),
@@ -27,6 +30,7 @@ internal sealed class OffsetTracker
     private int _head;
     private long _committable = Offset.Unset.Value;
     private bool _released;
+    private bool _ascending = true; // the pending offsets ascend: Complete may search them
 
     /// <summary>Initializes a new instance of the <see cref="OffsetTracker"/> class.</summary>
     /// <param name="partition">The partition.</param>
@@ -68,6 +72,11 @@ internal sealed class OffsetTracker
     {
         lock (_gate)
         {
+            if (_pending.Count > _head && _pending[^1].Offset >= offset)
+            {
+                _ascending = false; // until the pending list empties
+            }
+
             _pending.Add((offset, false));
         }
     }
@@ -79,15 +88,7 @@ internal sealed class OffsetTracker
     {
         lock (_gate)
         {
-            var index = -1;
-            for (var i = _head; i < _pending.Count; i++)
-            {
-                if (_pending[i].Offset == offset && !_pending[i].Done)
-                {
-                    index = i;
-                    break;
-                }
-            }
+            var index = _ascending ? Search(offset) : Scan(offset);
 
             if (index < 0)
             {
@@ -113,6 +114,7 @@ internal sealed class OffsetTracker
             {
                 _pending.Clear();
                 _head = 0;
+                _ascending = true;
             }
             else if (_head > 1024 && _head > _pending.Count / 2)
             {
@@ -148,4 +150,44 @@ internal sealed class OffsetTracker
 
     /// <summary>Marks the partition as no longer owned: nothing more is stored for it (poll thread).</summary>
     public void Release() => _released = true;
+
+    /// <summary>Finds the unfinished pending message at <paramref name="offset"/> in ascending offsets, or -1 (under the lock).</summary>
+    private int Search(long offset)
+    {
+        int low = _head, high = _pending.Count - 1;
+        while (low <= high)
+        {
+            var middle = low + ((high - low) / 2);
+            var at = _pending[middle].Offset;
+            if (at == offset)
+            {
+                return _pending[middle].Done ? -1 : middle;
+            }
+
+            if (at < offset)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                high = middle - 1;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>Finds the first unfinished pending message at <paramref name="offset"/>, or -1 (under the lock).</summary>
+    private int Scan(long offset)
+    {
+        for (var i = _head; i < _pending.Count; i++)
+        {
+            if (_pending[i].Offset == offset && !_pending[i].Done)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 }

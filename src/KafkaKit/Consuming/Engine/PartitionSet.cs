@@ -73,7 +73,7 @@ internal sealed class PartitionSet
     {
         foreach (var partition in partitions)
         {
-            var worker = new PartitionWorker(partition, _stopHard);
+            var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency);
             _workers[partition] = worker;
             worker.Start(_process);
         }

@@ -5,13 +5,14 @@ namespace KafkaKit.Consuming;
 
 /// <summary>
 /// One owned partition: a buffer filled by the poll thread (which bounds it by pausing the partition) and a task on the thread pool that hands its messages
-/// to the handler one at a time, in offset order, reporting each completed message to the partition's <see cref="OffsetTracker"/>.
+/// to the handler, reporting each completed message to the partition's <see cref="OffsetTracker"/>: one at a time in offset order with
+/// <see cref="ConsumerOrdering.Partition"/>, otherwise concurrently per key or per message (see PartitionWorker.Concurrent.cs).
 /// </summary>
 /// <remarks>
 /// Fields marked "poll thread" are touched only by the poll thread; the tracker is fed by both (see its remarks), and
 /// only the poll thread stores offsets.
 /// </remarks>
-internal sealed class PartitionWorker
+internal sealed partial class PartitionWorker
 {
     private readonly Channel<ConsumeResult<byte[]?, byte[]?>> _buffer;
     private readonly CancellationTokenSource _cancel;
@@ -19,9 +20,11 @@ internal sealed class PartitionWorker
     private int _bufferedCount;
     private long _bufferedBytes;
 
-    internal PartitionWorker(TopicPartition partition, CancellationToken stopHard)
+    internal PartitionWorker(TopicPartition partition, CancellationToken stopHard, ConsumerOrdering ordering = ConsumerOrdering.Partition, int maxInFlight = 1)
     {
         Partition = partition;
+        _ordering = ordering;
+        _maxInFlight = maxInFlight;
         Offsets = new OffsetTracker(partition);
 
         // Unbounded: the poll thread bounds it (pausing the partition); a message already fetched is never refused.
@@ -56,7 +59,7 @@ internal sealed class PartitionWorker
     /// <summary>Starts handing buffered messages to <paramref name="process"/> on the thread pool.</summary>
     /// <param name="process">Handles one message; returns false to end this worker (the message stays uncompleted).</param>
     public void Start(Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> process) =>
-        Run = Task.Run(() => RunAsync(process));
+        Run = _ordering == ConsumerOrdering.Partition ? Task.Run(() => RunAsync(process)) : Task.Run(() => RunConcurrentAsync(process));
 
     /// <summary>Estimates the memory a buffered message holds: key, value and header bytes plus ~128 bytes of objects.</summary>
     public static long SizeOf(ConsumeResult<byte[]?, byte[]?> result)
@@ -122,8 +125,7 @@ internal sealed class PartitionWorker
             {
                 while (!_stopping && reader.TryRead(out var result))
                 {
-                    Interlocked.Decrement(ref _bufferedCount);
-                    Interlocked.Add(ref _bufferedBytes, -SizeOf(result));
+                    Unbuffer(result);
                     if (!await process(result, _cancel.Token).ConfigureAwait(false))
                     {
                         return;
@@ -137,5 +139,12 @@ internal sealed class PartitionWorker
         {
             // revoked, lost or stopped hard: the message in hand stays uncompleted
         }
+    }
+
+    /// <summary>Counts a message out of the buffer: its handler call starts.</summary>
+    private void Unbuffer(ConsumeResult<byte[]?, byte[]?> result)
+    {
+        Interlocked.Decrement(ref _bufferedCount);
+        Interlocked.Add(ref _bufferedBytes, -SizeOf(result));
     }
 }
