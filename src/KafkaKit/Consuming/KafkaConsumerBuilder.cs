@@ -248,7 +248,8 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
                 OnRetry = args =>
                 {
                     args.Context.Properties.TryGetValue(MessageProcessor<TKey, TValue>.MessageKey, out var message);
-                    Diagnostics.ConsumerLog.HandlerRetry(logger, args.Outcome.Exception!, _name, message?.Topic ?? "?", message?.Partition.Value ?? -1, message?.Offset.Value ?? -1, args.AttemptNumber + 1, args.RetryDelay);
+                    var error = args.Outcome.Exception!;
+                    Diagnostics.ConsumerLog.HandlerRetry(logger, _name, message?.Topic ?? "?", message?.Partition.Value ?? -1, message?.Offset.Value ?? -1, args.AttemptNumber + 1, args.RetryDelay, error.GetType().Name, error.Message);
                     return default;
                 },
             })

@@ -42,6 +42,6 @@ internal static partial class ClientLog
     private static partial void Librdkafka(ILogger logger, LogLevel level, string client, string facility, string text);
 
     /// <summary>The summary of lines that repeated a written one within the window; at the level of that line.</summary>
-    [LoggerMessage(EventId = 901, Message = "{Client}: repeated {Count} times in the last {Seconds} s: {Text}")]
+    [LoggerMessage(EventId = 901, Message = "{Client}: repeats in the last {Seconds} s: {Count}, of: {Text}")]
     public static partial void Repeated(ILogger logger, LogLevel level, string client, int count, int seconds, string text);
 }

@@ -10,13 +10,13 @@ internal static partial class ConsumerLog
     public static partial void Starting(ILogger logger, string name, string groupId, string topics, string strategy, string reset);
 
     /// <summary>One line per assignment: each partition as <c>topic [partition] @offset (why)</c>, written once the offsets are known.</summary>
-    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned {Count} partitions, starting at: {Positions}")]
+    [LoggerMessage(2001, LogLevel.Information, "Consumer {Name}: assigned, {Count} in all, starting at: {Positions}")]
     public static partial void Assigned(ILogger logger, string name, int count, string positions);
 
-    [LoggerMessage(2002, LogLevel.Information, "Consumer {Name}: revoked {Count} partitions ({Partitions}); handlers drained and final offsets stored in {Elapsed}, committed as the revoke completes.")]
+    [LoggerMessage(2002, LogLevel.Information, "Consumer {Name}: revoked {Partitions} ({Count} in all); handlers drained and final offsets stored in {Elapsed}, committed as the revoke completes.")]
     public static partial void Revoked(ILogger logger, string name, int count, string partitions, TimeSpan elapsed);
 
-    [LoggerMessage(2003, LogLevel.Warning, "Consumer {Name}: lost {Count} partitions ({Partitions}); in-flight handlers cancelled, their offsets discarded, nothing committed.")]
+    [LoggerMessage(2003, LogLevel.Warning, "Consumer {Name}: lost {Partitions} ({Count} in all); in-flight handlers cancelled, their offsets discarded, nothing committed.")]
     public static partial void Lost(ILogger logger, string name, int count, string partitions);
 
     [LoggerMessage(2004, LogLevel.Warning, "Consumer {Name}: commit failed: {Reason} ({Code}); the offsets stay stored and the next commit carries them.")]
@@ -28,11 +28,13 @@ internal static partial class ConsumerLog
     [LoggerMessage(2006, LogLevel.Critical, "Consumer {Name} hit a fatal error: {Reason} ({Code}); stopping.")]
     public static partial void Fatal(ILogger logger, string name, string reason, ErrorCode code);
 
-    [LoggerMessage(2007, LogLevel.Warning, "Consumer {Name}: handling {Topic} [{Partition}] @{Offset} failed; retry {Attempt} in {Delay}.")]
-    public static partial void HandlerRetry(ILogger logger, Exception exception, string name, string topic, int partition, long offset, int attempt, TimeSpan delay);
+    /// <summary>One line per retry, without the stack trace: that is written once, with the final outcome (2008, or 2018 when the consumer stops).</summary>
+    [LoggerMessage(2007, LogLevel.Warning, "Consumer {Name}: handling {Topic} [{Partition}] @{Offset} failed, retry {Attempt} in {Delay}: {ErrorType}: {Error}")]
+    public static partial void HandlerRetry(ILogger logger, string name, string topic, int partition, long offset, int attempt, TimeSpan delay, string errorType, string error);
 
+    /// <summary>The final outcome of a failed message. The stack trace is attached unless the action stops the consumer: then the stop line (2018) carries it.</summary>
     [LoggerMessage(2008, LogLevel.Error, "Consumer {Name}: {Topic} [{Partition}] @{Offset} failed ({Stage}); action {Action}.")]
-    public static partial void MessageFailed(ILogger logger, Exception exception, string name, string topic, int partition, long offset, string stage, Consuming.ConsumerErrorAction action);
+    public static partial void MessageFailed(ILogger logger, Exception? exception, string name, string topic, int partition, long offset, string stage, Consuming.ConsumerErrorAction action);
 
     [LoggerMessage(2009, LogLevel.Information, "Consumer {Name}: {Topic} [{Partition}] @{Offset} dead-lettered to {DeadLetterTopic}")]
     public static partial void DeadLettered(ILogger logger, string name, string topic, int partition, long offset, string deadLetterTopic);
@@ -67,11 +69,11 @@ internal static partial class ConsumerLog
     [LoggerMessage(2018, LogLevel.Critical, "Consumer {Name} stopped on error: {Reason}")]
     public static partial void Faulted(ILogger logger, Exception exception, string name, string reason);
 
-    [LoggerMessage(2019, LogLevel.Debug, "Consumer {Name}: paused {Partition}: {Buffered} messages wait for its handler ({BufferedBytes} bytes buffered in all).")]
-    public static partial void PartitionPaused(ILogger logger, string name, TopicPartition partition, int buffered, long bufferedBytes);
+    [LoggerMessage(2019, LogLevel.Debug, "Consumer {Name}: paused {Topic} [{Partition}]: {Buffered} messages wait for its handler ({BufferedBytes} bytes buffered in all).")]
+    public static partial void PartitionPaused(ILogger logger, string name, string topic, int partition, int buffered, long bufferedBytes);
 
-    [LoggerMessage(2020, LogLevel.Debug, "Consumer {Name}: resumed {Partition}: its buffer drained to half.")]
-    public static partial void PartitionResumed(ILogger logger, string name, TopicPartition partition);
+    [LoggerMessage(2020, LogLevel.Debug, "Consumer {Name}: resumed {Topic} [{Partition}]: its buffer drained to half.")]
+    public static partial void PartitionResumed(ILogger logger, string name, string topic, int partition);
 
     [LoggerMessage(2021, LogLevel.Warning, "Consumer {Name}: storing offset {Offset} of {Partition} failed: {Reason} ({Code}); the messages after the last stored offset will be delivered again.")]
     public static partial void StoreFailed(ILogger logger, string name, TopicPartition partition, long offset, string reason, ErrorCode code);

@@ -172,6 +172,7 @@ public sealed class ConsumerStopRegressionTests
             Assert.That(committed[0], Is.EqualTo(1), "the poison message's offset is not committed");
             Assert.That(recorder.HandledBy("next").Select(h => h.Value), Is.EqualTo(new[] { "poison", "m2" }), "the next member starts with the poison message");
             Assert.That(logs.Count(2018), Is.EqualTo(1), "one critical 'stopped on error' line");
+            Assert.That(logs.Lines.Count(l => l.Exception is not null), Is.EqualTo(1), "the stack trace is written once: on the stop line, not on each retry and the failure line too");
         });
     }
 

@@ -176,7 +176,7 @@ public sealed partial class KafkaConsumerTests
             Assert.That(p0BeforeGate, Is.Zero, "nothing of p0 was handled while its handler was blocked");
             Assert.That(p0.Select(h => h.Offset), Is.EqualTo(Enumerable.Range(0, perPartition).Select(o => (long)o)), "p0: nothing lost, duplicated or reordered across pause/resume");
             Assert.That(p0.Select(h => h.Value), Is.EqualTo(ConsumerTestKit.Messages("a", perPartition).Select(m => m.Value)));
-            Assert.That(logs.Lines.Count(l => l.EventId.Id == 2020 && l.Message.Contains("[[0]]", StringComparison.Ordinal)), Is.GreaterThanOrEqualTo(1), "p0 resumed");
+            Assert.That(logs.Lines.Count(l => l.EventId.Id == 2020 && l.Message.Contains(" [0]:", StringComparison.Ordinal)), Is.GreaterThanOrEqualTo(1), "p0 resumed");
             Assert.That(committed[0], Is.EqualTo(perPartition));
             Assert.That(consumer.SinceLastPoll, Is.LessThan(TimeSpan.FromSeconds(2)), "the poll loop kept polling");
         });
@@ -219,5 +219,5 @@ public sealed partial class KafkaConsumerTests
     }
 
     private static int PausedCount(CapturingLoggerFactory logs, int partition) =>
-        logs.Lines.Count(l => l.EventId.Id == 2019 && l.Message.Contains($"[[{partition.ToString(CultureInfo.InvariantCulture)}]]", StringComparison.Ordinal));
+        logs.Lines.Count(l => l.EventId.Id == 2019 && l.Message.Contains($" [{partition.ToString(CultureInfo.InvariantCulture)}]:", StringComparison.Ordinal));
 }

@@ -97,7 +97,7 @@ public sealed class ClientLogOutageTests
                 during.GroupBy(l => KafkaKit.Diagnostics.ClientLogSummariser.KeyOf(l.Message)).Where(g => g.Count() > 1).Select(g => $"{g.Count()} x {g.Key}"),
                 Is.Empty,
                 "each failure is written once within the 30 s window");
-            Assert.That(all.Where(l => l.EventId.Id == 901).Select(l => l.Message), Has.Some.Match("repeated [0-9]+ times in the last [0-9]+ s: "), "the repeats are summarised with their count");
+            Assert.That(all.Where(l => l.EventId.Id == 901).Select(l => l.Message), Has.Some.Match("repeats in the last [0-9]+ s: [0-9]+, of: "), "the repeats are summarised with their count");
         });
     }
 }

@@ -35,7 +35,7 @@ public sealed class ClientLogSummariserTests
         {
             Assert.That(written, Is.EqualTo(new[] { true, false, false, false, false, false }));
             Assert.That(summariesBeforeTheWindowCloses, Is.Zero);
-            Assert.That(summary.Message, Is.EqualTo($"client-1: repeated 5 times in the last 30 s: {Refused}"));
+            Assert.That(summary.Message, Is.EqualTo($"client-1: repeats in the last 30 s: 5, of: {Refused}"));
             Assert.That(summary.Level, Is.EqualTo(LogLevel.Warning), "at the level of the line it summarises");
         });
     }
@@ -75,8 +75,8 @@ public sealed class ClientLogSummariserTests
             Assert.That(repeats, Is.All.False);
             Assert.That(logs.Lines.Where(l => l.EventId.Id == 901).Select(l => l.Message), Is.EquivalentTo(new[]
             {
-                $"client-1: repeated 2 times in the last 30 s: {Refused}",
-                $"client-1: repeated 1 times in the last 30 s: {other}",
+                $"client-1: repeats in the last 30 s: 2, of: {Refused}",
+                $"client-1: repeats in the last 30 s: 1, of: {other}",
             }));
         });
     }
@@ -108,7 +108,7 @@ public sealed class ClientLogSummariserTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(logs.Lines.Single(l => l.EventId.Id == 901).Message, Is.EqualTo("client-1: repeated 1 times in the last 2 s: line 0"), "the oldest window is closed early, with its real span");
+            Assert.That(logs.Lines.Single(l => l.EventId.Id == 901).Message, Is.EqualTo("client-1: repeats in the last 2 s: 1, of: line 0"), "the oldest window is closed early, with its real span");
             Assert.That(summariser.ShouldLog(LogLevel.Warning, "line 0"), Is.True, "its kind is tracked anew");
         });
     }
@@ -125,7 +125,7 @@ public sealed class ClientLogSummariserTests
         summariser.Dispose();
         time.Advance(TimeSpan.FromMinutes(1));
 
-        Assert.That(logs.Lines.Where(l => l.EventId.Id == 901).Select(l => l.Message), Is.EqualTo(new[] { $"client-1: repeated 2 times in the last 10 s: {Refused}" }));
+        Assert.That(logs.Lines.Where(l => l.EventId.Id == 901).Select(l => l.Message), Is.EqualTo(new[] { $"client-1: repeats in the last 10 s: 2, of: {Refused}" }));
     }
 
     /// <summary>No log message of the library joins a free-text value to a period or semicolon ("failed.." or "failed.;").</summary>

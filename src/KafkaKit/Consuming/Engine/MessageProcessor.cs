@@ -198,7 +198,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
     private async ValueTask<bool> FailAsync(ConsumeResult<byte[]?, byte[]?> raw, Exception error, string stage, CancellationToken cancellationToken)
     {
         var action = _options.OnError;
-        ConsumerLog.MessageFailed(_logger, error, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, stage, action);
+        ConsumerLog.MessageFailed(_logger, action == ConsumerErrorAction.Stop ? null : error, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, stage, action);
         KafkaKitMetrics.HandlerErrors.Add(1, new KeyValuePair<string, object?>("kafkakit.action", action.ToString()), new KeyValuePair<string, object?>("messaging.destination.name", raw.Topic));
         switch (action)
         {
@@ -217,7 +217,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
                 }
                 catch (Exception e)
                 {
-                    _fail(new InvalidOperationException($"Dead-lettering {raw.TopicPartitionOffset} failed; the consumer stops so the message is not lost.", e));
+                    _fail(new InvalidOperationException($"Dead-lettering {raw.Topic} [{raw.Partition.Value}] @{raw.Offset.Value} failed; the consumer stops so the message is not lost.", e));
                     return false;
                 }
 

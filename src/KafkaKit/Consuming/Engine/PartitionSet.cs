@@ -106,7 +106,7 @@ internal sealed class PartitionSet
             consumer.Pause([worker.Partition]);
             worker.Paused = true;
             PausedCount++;
-            ConsumerLog.PartitionPaused(_logger, _name, worker.Partition, worker.Buffered, _bufferedBytes);
+            ConsumerLog.PartitionPaused(_logger, _name, worker.Partition.Topic, worker.Partition.Partition.Value, worker.Buffered, _bufferedBytes);
         }
     }
 
@@ -129,7 +129,7 @@ internal sealed class PartitionSet
                 consumer.Resume([worker.Partition]);
                 worker.Paused = false;
                 PausedCount--;
-                ConsumerLog.PartitionResumed(_logger, _name, worker.Partition);
+                ConsumerLog.PartitionResumed(_logger, _name, worker.Partition.Topic, worker.Partition.Partition.Value);
             }
 
             _committer.Store(consumer, worker.Offsets);

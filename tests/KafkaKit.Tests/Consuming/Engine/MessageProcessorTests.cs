@@ -129,7 +129,7 @@ public sealed class MessageProcessorTests
 
         Assert.That(await test.Processor.ProcessAsync(Raw, CancellationToken.None), Is.False);
         var fault = test.Faults.Single();
-        Assert.That(fault.Message, Does.StartWith("Dead-lettering orders [[2]] @41 failed"));
+        Assert.That(fault.Message, Does.StartWith("Dead-lettering orders [2] @41 failed"));
         Assert.That(fault.InnerException, Is.InstanceOf<ObjectDisposedException>());
     }
 
