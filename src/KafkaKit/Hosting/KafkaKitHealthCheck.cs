@@ -24,18 +24,17 @@ internal sealed class KafkaKitHealthCheck(KafkaKitClients clients) : IHealthChec
 
         var worst = HealthStatus.Healthy;
         var data = new Dictionary<string, object>(StringComparer.Ordinal);
-        foreach (var client in snapshot)
+        var evaluations = snapshot.Select(client => client.Evaluate()).ToList();
+        var probes = await Task.WhenAll(snapshot.Select((client, i) => ProbeAsync(client, evaluations[i].Status != HealthStatus.Unhealthy, cancellationToken))).ConfigureAwait(false);
+        for (var i = 0; i < snapshot.Count; i++)
         {
-            var (status, description) = client.Evaluate();
-            if (status != HealthStatus.Unhealthy && client.Handle is { } handle)
+            var client = snapshot[i];
+            var (status, description) = evaluations[i];
+            var reachable = probes[i];
+            if (reachable is not null)
             {
-                // The metadata call blocks up to ProbeTimeout: keep it off the caller's thread.
-                var reachable = await Task.Run(() => Probe(handle), cancellationToken).ConfigureAwait(false);
-                if (reachable is not null)
-                {
-                    status = HealthStatus.Unhealthy;
-                    description = $"{description}; no broker reachable: {reachable}";
-                }
+                status = HealthStatus.Unhealthy;
+                description = $"{description}; no broker reachable: {reachable}";
             }
 
             data[client.Name] = $"{status}: {description}";
@@ -44,6 +43,14 @@ internal sealed class KafkaKitHealthCheck(KafkaKitClients clients) : IHealthChec
 
         return new HealthCheckResult(worst, worst == HealthStatus.Healthy ? "all KafkaKit clients healthy" : "a KafkaKit client is not healthy", data: data);
     }
+
+    /// <summary>
+    /// Asks a broker for metadata through the client's handle, off the caller's thread (the call blocks up to
+    /// <see cref="ProbeTimeout"/>); the clients of one check are probed at the same time, so the check takes one bound,
+    /// not one per client. The result is null when the client is not to be probed, has no handle, or a broker answered.
+    /// </summary>
+    internal static async Task<string?> ProbeAsync(KafkaClientHealth client, bool probe, CancellationToken cancellationToken) =>
+        probe && client.Handle is { } handle ? await Task.Run(() => Probe(handle), cancellationToken).ConfigureAwait(false) : null;
 
     /// <returns>null when a broker answered; otherwise why not.</returns>
     internal static string? Probe(Handle handle)

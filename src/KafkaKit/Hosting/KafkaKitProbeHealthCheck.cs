@@ -21,20 +21,18 @@ internal sealed class KafkaKitProbeHealthCheck(KafkaKitClients clients, bool rea
 
         var worst = HealthStatus.Healthy;
         var data = new Dictionary<string, object>(StringComparer.Ordinal);
-        foreach (var client in snapshot)
+        var verdicts = snapshot.Select(client => client.Judge(maxConsumerLag)).ToList();
+        var probes = await Task.WhenAll(snapshot.Select((client, i) => KafkaKitHealthCheck.ProbeAsync(client, readiness && verdicts[i].Ready != HealthStatus.Unhealthy, cancellationToken))).ConfigureAwait(false);
+        for (var i = 0; i < snapshot.Count; i++)
         {
-            var verdict = client.Judge(maxConsumerLag);
-            var status = readiness ? verdict.Ready : verdict.Live;
-            var description = verdict.Description;
-            if (readiness && status != HealthStatus.Unhealthy && client.Handle is { } handle)
+            var client = snapshot[i];
+            var status = readiness ? verdicts[i].Ready : verdicts[i].Live;
+            var description = verdicts[i].Description;
+            var unreachable = probes[i];
+            if (unreachable is not null)
             {
-                // The metadata call blocks up to ProbeTimeout: keep it off the caller's thread.
-                var unreachable = await Task.Run(() => KafkaKitHealthCheck.Probe(handle), cancellationToken).ConfigureAwait(false);
-                if (unreachable is not null)
-                {
-                    status = HealthStatus.Unhealthy;
-                    description = $"{description}; no broker reachable: {unreachable}";
-                }
+                status = HealthStatus.Unhealthy;
+                description = $"{description}; no broker reachable: {unreachable}";
             }
 
             data[client.Name] = $"{status}: {description}";

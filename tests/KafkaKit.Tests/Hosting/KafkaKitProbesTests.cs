@@ -126,6 +126,46 @@ public sealed class KafkaKitProbesTests
         });
     }
 
+    /// <summary>With the only broker down, each client's metadata probe waits its whole bound: they run at the same time, so the check takes one bound, not one per client.</summary>
+    [Test]
+    [CancelAfter(60_000)]
+    public async Task Probes_BrokerDown_EveryClientNotReadyWithinOneProbeBound()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        var clients = new KafkaKitClients();
+        var producers = new List<KafkaKit.Producing.IKafkaProducer<string, string>>();
+        for (var i = 0; i < 3; i++)
+        {
+            var producer = new KafkaKit.Producing.KafkaProducerBuilder<string, string>($"p{i}", new KafkaKit.Producing.KafkaProducerOptions { BootstrapServers = cluster.BootstrapServers }).Build();
+            producers.Add(producer);
+            clients.Add(KafkaClientHealth.For(producer));
+        }
+
+        try
+        {
+            cluster.SetBrokerDown(1);
+            var ready = new KafkaKitProbeHealthCheck(clients, readiness: true, maxConsumerLag: null);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var result = await ready.CheckHealthAsync(new HealthCheckContext());
+            var elapsed = started.Elapsed;
+            TestContext.Out.WriteLine($"{elapsed.TotalMilliseconds:F0} ms: {Describe(result)}");
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.Status, Is.EqualTo(HealthStatus.Unhealthy));
+                Assert.That(result.Data.Values.Select(v => v.ToString()), Has.Exactly(3).Contain("no broker reachable"));
+                Assert.That(elapsed, Is.LessThan((3 * KafkaKitHealthCheck.ProbeTimeout) - TimeSpan.FromSeconds(1)), "the three probes (2 s each when no broker answers) ran at the same time");
+            });
+        }
+        finally
+        {
+            foreach (var producer in producers)
+            {
+                await producer.DisposeAsync();
+            }
+        }
+    }
+
     private static string Describe(HealthCheckResult result) =>
         $"{result.Status} {result.Description} [{string.Join("; ", (result.Data ?? new Dictionary<string, object>()).Select(kv => $"{kv.Key} = {kv.Value}"))}]";
 }
