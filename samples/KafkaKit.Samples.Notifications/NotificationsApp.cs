@@ -242,6 +242,7 @@ internal sealed class NotificationsApp : IAsyncDisposable
         {
             app.UseDefaultFiles();
             app.UseStaticFiles();
+            app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = settings.HeartbeatInterval });
             app.MapWorkerEndpoints();
         }
         else

@@ -21,9 +21,10 @@ public sealed class NotificationsPageTests
 
     private static string ChromeDriverPath => Environment.GetEnvironmentVariable("CHROMEDRIVER_PATH") ?? "/usr/bin/chromedriver";
 
-    [Test]
+    [TestCase("websocket")]
+    [TestCase("sse")]
     [CancelAfter(120_000)]
-    public async Task Page_AliceSendsToBobWhosePageIsOpen_BobSeesItArriveLive(CancellationToken cancellationToken)
+    public async Task Page_AliceSendsToBobWhosePageIsOpen_BobSeesItArriveLive(string transport, CancellationToken cancellationToken)
     {
         // Arrange: the sample as `dotnet run` starts it (its own embedded cluster), and a browser with bob's page open.
         if (!File.Exists(ChromiumPath) || !File.Exists(ChromeDriverPath))
@@ -36,9 +37,11 @@ public sealed class NotificationsPageTests
         var text = $"See you at 12:30 ({Guid.NewGuid():N})";
         try
         {
-            await driver.Navigate().GoToUrlAsync(new Uri(host.BaseAddress, "/?user=bob"));
+            // The page takes a WebSocket unless ?transport=sse (or no WebSocket gets through).
+            await driver.Navigate().GoToUrlAsync(new Uri(host.BaseAddress, transport == "sse" ? "/?user=bob&transport=sse" : "/?user=bob"));
             var bobTab = driver.CurrentWindowHandle;
             WaitFor(driver, d => d.FindElement(By.Id("connection")).GetAttribute("data-state") == "live", "bob's page is live");
+            Assert.That(driver.FindElement(By.Id("connection")).GetAttribute("data-transport"), Is.EqualTo(transport));
 
             // Act: a second tab; pick alice in the "You are" list, bob as recipient, type and send.
             driver.SwitchTo().NewWindow(WindowType.Tab);
@@ -59,13 +62,13 @@ public sealed class NotificationsPageTests
             WaitFor(driver, d => d.FindElements(By.CssSelector("#inbox li .text")).Any(e => e.Text == text), "the notification appears on bob's page");
             var item = driver.FindElements(By.CssSelector("#inbox li")).Single(e => e.FindElement(By.CssSelector(".text")).Text == text);
             Assert.That(item.FindElement(By.CssSelector(".meta")).Text, Does.StartWith("from alice"));
-            Screenshot(driver, "bob-received.png");
+            Screenshot(driver, $"bob-received-{transport}.png");
             driver.SwitchTo().Window(driver.WindowHandles.Single(h => h != bobTab));
             Assert.That(driver.FindElements(By.CssSelector("#inbox li .text")).Select(e => e.Text), Does.Not.Contain(text));
         }
         catch
         {
-            Screenshot(driver, "failure.png");
+            Screenshot(driver, $"failure-{transport}.png");
             throw;
         }
     }
