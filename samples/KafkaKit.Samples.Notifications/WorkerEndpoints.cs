@@ -76,8 +76,8 @@ internal static class WorkerEndpoints
     /// registered, then the history (everything newer than the <c>lastEventId</c> query parameter when given, else the
     /// whole history: what arrived while the user was offline) and the live notifications, each as
     /// <c>{"type":"notification","replayed":bool,"notification":{..}}</c>. Messages from the client are ignored. Ends with
-    /// a close frame when the client leaves, the app stops (1001) or the connection falls
-    /// <see cref="NotificationsOptions.StreamBuffer"/> behind (1013: reconnect with <c>lastEventId</c>).
+    /// a close frame when the client leaves (1000), the app stops (1001) or the connection falls
+    /// <see cref="NotificationsOptions.StreamBuffer"/> behind (1001: reconnect with <c>lastEventId</c>).
     /// </summary>
     internal static async Task<IResult> WebSocketAsync(
         string userId,
