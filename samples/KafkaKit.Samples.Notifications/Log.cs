@@ -35,8 +35,14 @@ internal static partial class Log
     [LoggerMessage(5012, LogLevel.Warning, "Skipped the record at {TopicPartitionOffset}: {Reason}")]
     public static partial void Skipped(ILogger logger, TopicPartitionOffset topicPartitionOffset, string reason);
 
-    [LoggerMessage(5013, LogLevel.Warning, "Closed an event stream of '{UserId}': it fell {Buffer} notifications behind (its browser reconnects and catches up).")]
+    [LoggerMessage(5013, LogLevel.Warning, "Closed a connection (WebSocket or event stream) of '{UserId}': it fell {Buffer} notifications behind (its page reconnects and catches up).")]
     public static partial void SlowStreamClosed(ILogger logger, string userId, int buffer);
+
+    [LoggerMessage(5014, LogLevel.Information, "WebSocket of '{UserId}' opened: {Replayed} notifications replayed, {Connections} open connections of this user")]
+    public static partial void WebSocketOpened(ILogger logger, string userId, int replayed, int connections);
+
+    [LoggerMessage(5015, LogLevel.Information, "WebSocket of '{UserId}' closed: {Reason}")]
+    public static partial void WebSocketClosed(ILogger logger, string userId, string reason);
 
     [LoggerMessage(5020, LogLevel.Information, "Topic '{Topic}' created ({Partitions} partitions).")]
     public static partial void TopicCreated(ILogger logger, string topic, int partitions);

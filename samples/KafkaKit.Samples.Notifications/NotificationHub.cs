@@ -64,10 +64,15 @@ internal sealed class NotificationHub(IOptions<NotificationsOptions> options, IL
     /// <param name="userId">The user.</param>
     /// <param name="lastEventId">
     /// The id of the last notification the client has (the SSE <c>Last-Event-ID</c> of a reconnecting browser): the
-    /// newer ones in the history are replayed; when it is no longer in the history, the whole history is. None: no replay.
+    /// newer ones in the history are replayed; when it is no longer in the history, the whole history is. None: no replay,
+    /// unless <paramref name="replayHistory"/>.
+    /// </param>
+    /// <param name="replayHistory">
+    /// With no <paramref name="lastEventId"/>, replay the whole history (what arrived while the user was offline, as the
+    /// WebSocket endpoint does on connect); the event stream leaves that to the page's <c>GET .../notifications</c>.
     /// </param>
     /// <returns>The subscription; dispose it when the connection ends.</returns>
-    public Subscription Subscribe(string userId, Guid? lastEventId)
+    public Subscription Subscribe(string userId, Guid? lastEventId, bool replayHistory = false)
     {
         var inbox = _inboxes.GetOrAdd(userId, static _ => new Inbox());
         var channel = Channel.CreateBounded<Notification>(new BoundedChannelOptions(_streamBuffer)
@@ -84,6 +89,10 @@ internal sealed class NotificationHub(IOptions<NotificationsOptions> options, IL
             {
                 var newer = inbox.Ids.Contains(last) ? inbox.Recent.SkipWhile(n => n.Id != last).Skip(1) : inbox.Recent;
                 replay.AddRange(newer);
+            }
+            else if (replayHistory)
+            {
+                replay.AddRange(inbox.Recent);
             }
 
             inbox.Subscribers.Add(channel);

@@ -7,6 +7,8 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
 namespace KafkaKit.Samples.Notifications;
 
@@ -37,6 +39,9 @@ internal sealed class NotificationsApp : IAsyncDisposable
         """;
 
     private static readonly JsonSerializerOptions HealthJson = new(JsonSerializerDefaults.Web) { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>Histogram boundaries in seconds (the OpenTelemetry messaging conventions' recommendation).</summary>
+    private static readonly double[] SecondsBuckets = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 
     private int _state; // 0 created, 1 started, 2 stopped
 
@@ -187,6 +192,19 @@ internal sealed class NotificationsApp : IAsyncDisposable
         services.AddCors();
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.WriteIndented = false);
         services.AddHealthChecks().AddKafkaKit();
+        services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("kafkakit-notifications"))
+            .WithMetrics(metrics =>
+            {
+                metrics.AddMeter("KafkaKit").AddPrometheusExporter();
+
+                // The exporter's default buckets (0 to 10,000) suit milliseconds; these histograms are in seconds: the
+                // OpenTelemetry messaging conventions' boundaries instead.
+                foreach (var histogram in new[] { "messaging.process.duration", "kafkakit.producer.backpressure.wait" })
+                {
+                    metrics.AddView(histogram, new ExplicitBucketHistogramConfiguration { Boundaries = SecondsBuckets });
+                }
+            });
 
         if (!embedded && settings.CreateTopic)
         {
@@ -242,6 +260,7 @@ internal sealed class NotificationsApp : IAsyncDisposable
         {
             app.UseDefaultFiles();
             app.UseStaticFiles();
+            app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = settings.HeartbeatInterval });
             app.MapWorkerEndpoints();
         }
         else
@@ -256,6 +275,7 @@ internal sealed class NotificationsApp : IAsyncDisposable
 
         app.MapGet("/users", (UserDirectory users) => TypedResults.Ok(users.All)).WithName("Users");
         app.MapHealthChecks("/health", new HealthCheckOptions { ResponseWriter = WriteHealthAsync });
+        app.MapPrometheusScrapingEndpoint(); // GET /metrics: the KafkaKit meter in Prometheus text format
     }
 
     private static Task WriteHealthAsync(HttpContext http, HealthReport report)

@@ -78,27 +78,36 @@ public sealed class EmbeddedSchemaRegistry : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>Starts a registry on an ephemeral port of 127.0.0.1.</summary>
+    /// <summary>Starts a registry on a port of 127.0.0.1: an ephemeral one, or <paramref name="port"/> when given.</summary>
     /// <param name="basicAuthUserInfo">
     /// When set (<c>"user:password"</c>), every request must carry these HTTP basic credentials (the client's
     /// <c>basic.auth.user.info</c>); others get 401. Default: no authentication.
     /// </param>
+    /// <param name="port">The TCP port to listen on, 1 to 65535, or 0 (default) for an ephemeral port.</param>
     /// <returns>The running registry; dispose it to stop it.</returns>
     /// <exception cref="ArgumentException"><paramref name="basicAuthUserInfo"/> is not of the form <c>user:password</c>.</exception>
-    /// <exception cref="InvalidOperationException">No loopback port could be bound (the message says why).</exception>
-    public static EmbeddedSchemaRegistry Start(string? basicAuthUserInfo = null)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="port"/> is outside 0 to 65535.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The chosen <paramref name="port"/> is in use, or no ephemeral loopback port could be bound (the message says why).
+    /// </exception>
+    public static EmbeddedSchemaRegistry Start(string? basicAuthUserInfo = null, int port = 0)
     {
         if (basicAuthUserInfo is not null && basicAuthUserInfo.IndexOf(':', StringComparison.Ordinal) <= 0)
         {
             throw new ArgumentException("Basic credentials must be of the form 'user:password'.", nameof(basicAuthUserInfo));
         }
 
-        HttpListenerException? last = null;
-        for (var attempt = 0; attempt < 10; attempt++)
+        if (port is < 0 or > IPEndPoint.MaxPort)
         {
-            var port = FreePort();
+            throw new ArgumentOutOfRangeException(nameof(port), port, "The port must be between 1 and 65535, or 0 for an ephemeral port.");
+        }
+
+        HttpListenerException? last = null;
+        for (var attempt = 0; attempt < (port == 0 ? 10 : 1); attempt++)
+        {
+            var chosen = port == 0 ? FreePort() : port;
             var listener = new HttpListener();
-            var url = $"http://127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}";
+            var url = $"http://127.0.0.1:{chosen.ToString(CultureInfo.InvariantCulture)}";
             listener.Prefixes.Add(url + "/");
             try
             {
@@ -113,7 +122,11 @@ public sealed class EmbeddedSchemaRegistry : IDisposable, IAsyncDisposable
             }
         }
 
-        throw new InvalidOperationException($"The embedded schema registry could not bind a loopback port: {last?.Message}", last);
+        throw port == 0
+            ? new InvalidOperationException($"The embedded schema registry could not bind a loopback port: {last?.Message}", last)
+            : new InvalidOperationException(
+                string.Create(CultureInfo.InvariantCulture, $"The embedded schema registry could not listen on 127.0.0.1:{port} (in use by another process?): {last?.Message}"),
+                last);
     }
 
     /// <summary>

@@ -1,9 +1,15 @@
 // The notifications page: no framework, no build step. Pick who you are, send to someone else, and watch your own
-// notifications arrive through Server-Sent Events (EventSource reconnects by itself and sends Last-Event-ID).
+// notifications arrive through a WebSocket (which replays what arrived while you were offline, and reconnects with the
+// last id it saw), or through Server-Sent Events when no WebSocket gets through (or with ?transport=sse; EventSource
+// reconnects by itself and sends Last-Event-ID).
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const state = { me: null, users: [], source: null, items: new Map(), sendUrl: '/notifications', maxLength: 1000 };
+const state = {
+  me: null, users: [], source: null, socket: null, retry: null, lastId: null, items: new Map(),
+  transport: new URLSearchParams(location.search).get('transport') === 'sse' || !('WebSocket' in window) ? 'sse' : 'websocket',
+  sendUrl: '/notifications', maxLength: 1000,
+};
 
 async function getJson(url) {
   const response = await fetch(url, { headers: { Accept: 'application/json' } });
@@ -41,10 +47,49 @@ function switchUser(userId) {
 
 function connect() {
   if (state.source) state.source.close();
+  if (state.socket) state.socket.close();
+  state.source = state.socket = null;
+  clearTimeout(state.retry);
   state.items.clear();
+  state.lastId = null;
   render();
   setConnection('connecting');
-  const me = state.me;
+  if (state.transport === 'websocket') connectSocket(state.me);
+  else connectEventSource(state.me);
+}
+
+function connectSocket(me) {
+  const url = new URL(`/users/${encodeURIComponent(me)}/notifications/ws`, location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  if (state.lastId) url.searchParams.set('lastEventId', state.lastId);
+  const socket = new WebSocket(url);
+  state.socket = socket;
+  let opened = false;
+  socket.addEventListener('open', () => { opened = true; });
+  socket.addEventListener('message', (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === 'ready') {
+      setConnection('live');
+    } else if (message.type === 'notification') {
+      state.lastId = message.notification.id; // oldest first, then live: the last one seen is the newest
+      add(message.notification, !message.replayed);
+    }
+  });
+  socket.addEventListener('close', () => {
+    if (state.socket !== socket) return; // closed by connect() for a newer connection
+    state.socket = null;
+    if (!opened) {
+      // No WebSocket got through (a proxy without upgrades, for example): Server-Sent Events instead.
+      state.transport = 'sse';
+      connectEventSource(me);
+      return;
+    }
+    setConnection('reconnecting');
+    state.retry = setTimeout(() => { if (state.me === me) connectSocket(me); }, 2000);
+  });
+}
+
+function connectEventSource(me) {
   const source = new EventSource(`/users/${encodeURIComponent(me)}/notifications/stream`);
   state.source = source;
   source.addEventListener('ready', async () => {
@@ -62,8 +107,9 @@ function connect() {
 
 function setConnection(text) {
   const badge = $('connection');
-  badge.textContent = text;
+  badge.textContent = `${text} (${state.transport === 'sse' ? 'Server-Sent Events' : 'WebSocket'})`;
   badge.dataset.state = text;
+  badge.dataset.transport = state.transport;
 }
 
 function add(notification, fresh) {

@@ -1,4 +1,5 @@
 using KafkaKit.Samples.Tests.Support;
+using KafkaKit.Tests.Support;
 using OpenQA.Selenium;
 using OpenQA.Selenium.Chrome;
 using OpenQA.Selenium.Support.UI;
@@ -21,11 +22,13 @@ public sealed class NotificationsPageTests
 
     private static string ChromeDriverPath => Environment.GetEnvironmentVariable("CHROMEDRIVER_PATH") ?? "/usr/bin/chromedriver";
 
-    [Test]
+    [TestCase("websocket")]
+    [TestCase("sse")]
     [CancelAfter(120_000)]
-    public async Task Page_AliceSendsToBobWhosePageIsOpen_BobSeesItArriveLive(CancellationToken cancellationToken)
+    public async Task Page_BobOpensHisPage_SeesWhatCameWhileOfflineThenAlicesNotificationLive(string transport, CancellationToken cancellationToken)
     {
-        // Arrange: the sample as `dotnet run` starts it (its own embedded cluster), and a browser with bob's page open.
+        // Arrange: the sample as `dotnet run` starts it (its own embedded cluster), a notification to bob while he is offline,
+        // then a browser with his page open.
         if (!File.Exists(ChromiumPath) || !File.Exists(ChromeDriverPath))
         {
             Assert.Ignore($"Browser test skipped: no Chromium at {ChromiumPath} or no chromedriver at {ChromeDriverPath} (install Debian's chromium and chromium-driver, or set CHROMIUM_PATH / CHROMEDRIVER_PATH).");
@@ -34,11 +37,21 @@ public sealed class NotificationsPageTests
         await using var host = await SampleHost.StartAsync(cluster: null, cancellationToken);
         using var driver = StartChromium();
         var text = $"See you at 12:30 ({Guid.NewGuid():N})";
+        var whileOffline = $"Sent while you were away ({Guid.NewGuid():N})";
+        using (var response = await host.PostAsync("carol", "bob", whileOffline, cancellationToken))
+        {
+            Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Accepted));
+        }
+
+        await Wait.ForAsync(async () => (await host.RecentAsync("bob", cancellationToken)).Count == 1, UiTimeout, "carol's notification to the offline bob consumed", cancellationToken);
         try
         {
-            await driver.Navigate().GoToUrlAsync(new Uri(host.BaseAddress, "/?user=bob"));
+            // The page takes a WebSocket unless ?transport=sse (or no WebSocket gets through).
+            await driver.Navigate().GoToUrlAsync(new Uri(host.BaseAddress, transport == "sse" ? "/?user=bob&transport=sse" : "/?user=bob"));
             var bobTab = driver.CurrentWindowHandle;
             WaitFor(driver, d => d.FindElement(By.Id("connection")).GetAttribute("data-state") == "live", "bob's page is live");
+            Assert.That(driver.FindElement(By.Id("connection")).GetAttribute("data-transport"), Is.EqualTo(transport));
+            WaitFor(driver, d => d.FindElements(By.CssSelector("#inbox li .text")).Any(e => e.Text == whileOffline), "what came while bob was offline is on his page");
 
             // Act: a second tab; pick alice in the "You are" list, bob as recipient, type and send.
             driver.SwitchTo().NewWindow(WindowType.Tab);
@@ -59,13 +72,13 @@ public sealed class NotificationsPageTests
             WaitFor(driver, d => d.FindElements(By.CssSelector("#inbox li .text")).Any(e => e.Text == text), "the notification appears on bob's page");
             var item = driver.FindElements(By.CssSelector("#inbox li")).Single(e => e.FindElement(By.CssSelector(".text")).Text == text);
             Assert.That(item.FindElement(By.CssSelector(".meta")).Text, Does.StartWith("from alice"));
-            Screenshot(driver, "bob-received.png");
+            Screenshot(driver, $"bob-received-{transport}.png");
             driver.SwitchTo().Window(driver.WindowHandles.Single(h => h != bobTab));
             Assert.That(driver.FindElements(By.CssSelector("#inbox li .text")).Select(e => e.Text), Does.Not.Contain(text));
         }
         catch
         {
-            Screenshot(driver, "failure.png");
+            Screenshot(driver, $"failure-{transport}.png");
             throw;
         }
     }
