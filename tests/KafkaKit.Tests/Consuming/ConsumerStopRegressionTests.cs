@@ -22,14 +22,14 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(60_000)]
-    public async Task Regression_C6_StopInsideCommitInterval_LeavesGroupAndCommitsLastHandledPlusOne()
+    public async Task Regression_C6_StopInsideCommitInterval_LeavesGroupAndCommitsLastHandledPlusOne([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c6a", partitions: 2);
         var recorder = new ConsumerRecorder();
         KafkaConsumer<string, string> Build(string name)
         {
-            var options = ConsumerTestKit.Options(cluster, "c6a-group", "c6a");
+            var options = ConsumerTestKit.Options(cluster, "c6a-group", protocol, "c6a");
             options.CommitInterval = TimeSpan.FromMinutes(1); // no auto-commit can happen: only the stop's commit counts
             return recorder.Attach(new KafkaConsumerBuilder<string, string>(name, options), name)
                 .SetHandler((r, _) =>
@@ -78,12 +78,12 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(60_000)]
-    public async Task Regression_C6_CrashBaselineMemberDisposedWithoutClose_TakeoverWaitsSessionTimeoutPlusRebalance()
+    public async Task Regression_C6_CrashBaselineMemberDisposedWithoutClose_TakeoverWaitsSessionTimeoutPlusRebalance([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c6base", partitions: 2);
         var recorder = new ConsumerRecorder();
-        var options = ConsumerTestKit.Options(cluster, "c6base-group", "c6base");
+        var options = ConsumerTestKit.Options(cluster, "c6base-group", protocol, "c6base");
         await using var b = recorder.Attach(new KafkaConsumerBuilder<string, string>("b", options), "b")
             .SetHandler((r, _) => ValueTask.CompletedTask)
             .Build();
@@ -91,8 +91,15 @@ public sealed class ConsumerStopRegressionTests
         {
             BootstrapServers = cluster.BootstrapServers,
             GroupId = "c6base-group",
-            PartitionAssignmentStrategy = Confluent.Kafka.PartitionAssignmentStrategy.CooperativeSticky,
         };
+        if (protocol == GroupProtocol.Consumer)
+        {
+            config.GroupProtocol = Confluent.Kafka.GroupProtocol.Consumer;
+        }
+        else
+        {
+            config.PartitionAssignmentStrategy = Confluent.Kafka.PartitionAssignmentStrategy.CooperativeSticky;
+        }
         var crashed = new ConsumerBuilder<string, string>(config).Build();
         crashed.Subscribe("c6base");
         var polling = true;
@@ -118,7 +125,7 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(60_000)]
-    public async Task Regression_C6_PoisonWithRetryThenStop_FaultsWithOffsetOneAndNextMemberGetsPoisonFirst()
+    public async Task Regression_C6_PoisonWithRetryThenStop_FaultsWithOffsetOneAndNextMemberGetsPoisonFirst([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c6b", partitions: 1);
@@ -128,7 +135,7 @@ public sealed class ConsumerStopRegressionTests
             new Message<string, string> { Key = "k", Value = "m2" },
         ]);
         var recorder = new ConsumerRecorder();
-        var options = ConsumerTestKit.Options(cluster, "c6b-group", "c6b");
+        var options = ConsumerTestKit.Options(cluster, "c6b-group", protocol, "c6b");
         options.OnError = ConsumerErrorAction.Stop;
         options.Retry.MaxRetryAttempts = 2;
         options.Retry.BaseDelay = TimeSpan.FromMilliseconds(50);
@@ -153,7 +160,7 @@ public sealed class ConsumerStopRegressionTests
         await Wait.ForAsync(() => a.State == KafkaConsumerState.Faulted, TimeSpan.FromSeconds(20), "a faulted on the poison message");
         var committed = KafkaProbe.Committed(cluster.BootstrapServers, "c6b-group", "c6b", 1);
 
-        await using var next = new KafkaConsumerBuilder<string, string>("next", ConsumerTestKit.Options(cluster, "c6b-group", "c6b"))
+        await using var next = new KafkaConsumerBuilder<string, string>("next", ConsumerTestKit.Options(cluster, "c6b-group", protocol, "c6b"))
             .SetHandler((r, _) =>
             {
                 recorder.Record("next", r);
@@ -177,13 +184,13 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(30_000)]
-    public async Task Regression_C10_StopWhileIdleOnEmptyTopic_ReturnsPromptlyAndLeavesGroup()
+    public async Task Regression_C10_StopWhileIdleOnEmptyTopic_ReturnsPromptlyAndLeavesGroup([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c10", partitions: 2);
         var recorder = new ConsumerRecorder();
         var logs = new CapturingLoggerFactory();
-        var options = ConsumerTestKit.Options(cluster, "c10-group", "c10");
+        var options = ConsumerTestKit.Options(cluster, "c10-group", protocol, "c10");
         var a = recorder.Attach(new KafkaConsumerBuilder<string, string>("a", options), "a")
             .SetLoggerFactory(logs)
             .SetHandler((_, _) => ValueTask.CompletedTask)
@@ -202,7 +209,7 @@ public sealed class ConsumerStopRegressionTests
         // DESIGN.md): when the last member leaves, the mock keeps the group "joining" for session.timeout.ms - 1 s from
         // that LeaveGroup, so a member that joins right after is assigned ~5 s after a's stop. Had a not left, the group
         // would wait for a's session to expire and for its sync to time out first (the crash baseline, ~12 s).
-        await using var b = recorder.Attach(new KafkaConsumerBuilder<string, string>("b", ConsumerTestKit.Options(cluster, "c10-group", "c10")), "b")
+        await using var b = recorder.Attach(new KafkaConsumerBuilder<string, string>("b", ConsumerTestKit.Options(cluster, "c10-group", protocol, "c10")), "b")
             .SetHandler((_, _) => ValueTask.CompletedTask)
             .Build();
         await b.StartAsync();
@@ -222,12 +229,12 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(30_000)]
-    public async Task StopAsync_HandlerIgnoresItsToken_StopIsBoundedAndTheLateCompletionIsHarmless()
+    public async Task StopAsync_HandlerIgnoresItsToken_StopIsBoundedAndTheLateCompletionIsHarmless([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("stubborn", partitions: 1);
         KafkaProbe.Produce(cluster.BootstrapServers, "stubborn", ConsumerTestKit.Messages("m", 1));
-        var options = ConsumerTestKit.Options(cluster, "stubborn-group", "stubborn");
+        var options = ConsumerTestKit.Options(cluster, "stubborn-group", protocol, "stubborn");
         options.ShutdownTimeout = TimeSpan.FromMilliseconds(500);
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -279,12 +286,12 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(30_000)]
-    public async Task Regression_C10_StopWithHostTokenAlreadyCancelled_ReturnsAtOnceWithoutThrowingAndCancelsHandlers()
+    public async Task Regression_C10_StopWithHostTokenAlreadyCancelled_ReturnsAtOnceWithoutThrowingAndCancelsHandlers([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c10h", partitions: 1);
         KafkaProbe.Produce(cluster.BootstrapServers, "c10h", ConsumerTestKit.Messages("m", 3));
-        var options = ConsumerTestKit.Options(cluster, "c10h-group", "c10h");
+        var options = ConsumerTestKit.Options(cluster, "c10h-group", protocol, "c10h");
         options.CommitInterval = TimeSpan.FromMilliseconds(200);
         var logs = new CapturingLoggerFactory();
         var handled = 0;
