@@ -14,7 +14,10 @@ namespace KafkaKit.Testing;
 /// <para>
 /// Any Kafka client in the process (or another process on the machine) can connect to <see cref="BootstrapServers"/>.
 /// The cluster supports topics, consumer groups with eager and cooperative rebalances, offset commits and idempotent
-/// producers. Broker ids are 1 to the broker count.
+/// producers. Broker ids are 1 to the broker count. It also answers ConsumerGroupHeartbeat, so consumers with
+/// <c>group.protocol=consumer</c> (KIP-848) work without any setting; it computes their assignments itself, with a
+/// session timeout of 30 s and a heartbeat interval of 3 s unless <see cref="SetConsumerGroupSessionTimeout"/> and
+/// <see cref="SetConsumerGroupHeartbeatInterval"/> set others.
 /// </para>
 /// <para>
 /// It differs from a real broker in ways tests must allow for: a rebalance of a non-empty group completes only after
@@ -238,6 +241,47 @@ public sealed class EmbeddedKafkaCluster : IDisposable, IAsyncDisposable
         Invoke(c => NativeMethods.rd_kafka_mock_coordinator_set(c, "group", groupId, brokerId),
             $"set the coordinator of group '{groupId}' to broker {brokerId}");
     }
+
+    /// <summary>
+    /// Sets the session timeout of consumer groups using the consumer group protocol (KIP-848, <c>group.protocol=consumer</c>;
+    /// the broker's <c>group.consumer.session.timeout.ms</c>): a member not heard from for this long is removed and its
+    /// partitions reassigned. The embedded cluster's default is 30 s. Classic groups use the client's <c>session.timeout.ms</c>.
+    /// </summary>
+    /// <param name="timeout">The timeout, 1 ms or more, whole milliseconds.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="timeout"/> is less than 1 ms.</exception>
+    /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
+    public void SetConsumerGroupSessionTimeout(TimeSpan timeout)
+    {
+        var ms = PositiveMilliseconds(timeout, nameof(timeout));
+        Invoke(c =>
+        {
+            NativeMethods.rd_kafka_mock_set_group_consumer_session_timeout_ms(c, ms);
+            return 0;
+        }, "set the consumer group session timeout");
+    }
+
+    /// <summary>
+    /// Sets the heartbeat interval the cluster gives members of consumer groups using the consumer group protocol (KIP-848,
+    /// the broker's <c>group.consumer.heartbeat.interval.ms</c>). New assignments reach members with their heartbeats, so
+    /// this bounds how fast a rebalance completes. The embedded cluster's default is 3 s; applies from the members' next heartbeat.
+    /// </summary>
+    /// <param name="interval">The interval, 1 ms or more, whole milliseconds.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="interval"/> is less than 1 ms.</exception>
+    /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
+    public void SetConsumerGroupHeartbeatInterval(TimeSpan interval)
+    {
+        var ms = PositiveMilliseconds(interval, nameof(interval));
+        Invoke(c =>
+        {
+            NativeMethods.rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(c, ms);
+            return 0;
+        }, "set the consumer group heartbeat interval");
+    }
+
+    private static int PositiveMilliseconds(TimeSpan value, string name) =>
+        value >= TimeSpan.FromMilliseconds(1) && value.TotalMilliseconds <= int.MaxValue
+            ? (int)value.TotalMilliseconds
+            : throw new ArgumentOutOfRangeException(name, value, "The value must be between 1 ms and 2147483647 ms.");
 
     /// <summary>
     /// Sets how long the first member of an empty consumer group waits before the first assignment (the broker's

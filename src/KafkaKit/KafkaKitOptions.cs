@@ -1,5 +1,6 @@
 using KafkaKit.Consuming;
 using KafkaKit.Producing;
+using KafkaKit.Topics;
 
 namespace KafkaKit;
 
@@ -38,6 +39,13 @@ public sealed class KafkaKitOptions
 
     /// <summary>Gets or sets the options of the default JSON serde (section <c>KafkaKit:Json</c>), shared by every producer and consumer without a serializer of its own.</summary>
     public Serialization.KafkaKitJsonOptions Json { get; set; } = new();
+
+    /// <summary>
+    /// Gets the topics created at start when missing (section <c>KafkaKit:Topics</c>, keyed by topic name), through the
+    /// Admin API with <see cref="BootstrapServers"/> and <see cref="Client"/>. Default: none (KafkaKit creates no topic
+    /// and makes no Admin API call). See <see cref="TopicDeclaration"/>.
+    /// </summary>
+    public IDictionary<string, TopicDeclaration> Topics { get; } = new Dictionary<string, TopicDeclaration>(StringComparer.Ordinal);
 
     /// <summary>Gets the named consumers' options.</summary>
     public IDictionary<string, KafkaConsumerOptions> Consumers { get; } = new Dictionary<string, KafkaConsumerOptions>(StringComparer.Ordinal);

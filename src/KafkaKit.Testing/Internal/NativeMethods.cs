@@ -69,5 +69,11 @@ internal static partial class NativeMethods
     internal static partial void rd_kafka_mock_group_initial_rebalance_delay_ms(IntPtr mcluster, int delayMs);
 
     [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_set_group_consumer_session_timeout_ms(IntPtr mcluster, int sessionTimeoutMs);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(IntPtr mcluster, int heartbeatIntervalMs);
+
+    [LibraryImport(Library)]
     internal static partial IntPtr rd_kafka_err2str(int err);
 }

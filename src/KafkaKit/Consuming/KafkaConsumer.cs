@@ -187,7 +187,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             throw new InvalidOperationException($"Consumer '{Name}' was started before; a consumer runs once.");
         }
 
-        ConsumerLog.Starting(_logger, Name, _config.GroupId, string.Join(", ", _options.Topics), _options.AssignmentStrategy.ToString(),
+        ConsumerLog.Starting(_logger, Name, _config.GroupId, string.Join(", ", _options.Topics), GroupProtocolRules.Describe(_config.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal)),
             _config.Get("auto.offset.reset") ?? "latest");
         ConsumerLog.Configuration(_logger, Name, ConfigText.Redacted(_config));
         try

@@ -130,8 +130,8 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     }
 
     /// <summary>
-    /// Sets the callback run after partitions are assigned (KIP-429 incremental with cooperative-sticky, the whole
-    /// assignment with eager strategies). Runs on the poll thread. Return start offsets for some partitions to override
+    /// Sets the callback run after partitions are assigned (incremental with cooperative-sticky, KIP-429, and with the
+    /// consumer group protocol, KIP-848; the whole assignment with eager strategies). Runs on the poll thread. Return start offsets for some partitions to override
     /// the committed offset / <c>auto.offset.reset</c>, or <see langword="null"/>. An exception is logged and ignored.
     /// </summary>
     /// <param name="callback">The callback.</param>
@@ -159,7 +159,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
 
     /// <summary>
     /// Sets the callback run after partitions are lost (the member was considered dead by the group, e.g. after
-    /// <c>session.timeout.ms</c> without heartbeats): their handlers were cancelled and nothing was committed. Runs on
+    /// <c>session.timeout.ms</c> without heartbeats, or fenced by the broker under the consumer group protocol): their handlers were cancelled and nothing was committed. Runs on
     /// the poll thread. An exception is logged and ignored.
     /// </summary>
     /// <param name="callback">The callback.</param>

@@ -1,3 +1,4 @@
+using Confluent.Kafka;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using KafkaKit.Internal;
@@ -64,6 +65,31 @@ public sealed class KafkaConsumerOptions
     /// in <see cref="Config"/> or <c>KafkaKit:Client</c> wins; set to another value, a different one in <see cref="Config"/> is refused.
     /// </summary>
     public PartitionAssignmentStrategy AssignmentStrategy { get; set; } = DefaultAssignmentStrategy;
+
+    /// <summary>
+    /// Gets or sets the consumer group protocol (librdkafka <c>group.protocol</c>). Default: <see cref="GroupProtocol.Classic"/>
+    /// (JoinGroup/SyncGroup: a member assigns the partitions with <see cref="AssignmentStrategy"/>). Left at the default, a
+    /// <c>group.protocol</c> in <see cref="Config"/> or <c>KafkaKit:Client</c> wins; set to <see cref="GroupProtocol.Consumer"/>,
+    /// a different one in <see cref="Config"/> is refused.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// <see cref="GroupProtocol.Consumer"/> is the consumer group protocol of KIP-848 (ConsumerGroupHeartbeat; brokers from
+    /// Apache Kafka 4.0): the broker computes the assignment (its assignor chosen with <c>group.remote.assignor</c>,
+    /// <c>uniform</c> or <c>range</c>, or left to the broker) and every rebalance is incremental, so KafkaKit handles it as
+    /// a cooperative one: only the partitions that move are revoked, drained and committed. The session timeout and the
+    /// heartbeat interval are broker settings (<c>group.consumer.session.timeout.ms</c>,
+    /// <c>group.consumer.heartbeat.interval.ms</c>). A <c>^</c> entry of <see cref="Topics"/> is sent to the broker and
+    /// evaluated there (RE2/J syntax).
+    /// </para>
+    /// <para>
+    /// With it, <c>session.timeout.ms</c>, <c>heartbeat.interval.ms</c>, <c>partition.assignment.strategy</c> and
+    /// <c>group.protocol.type</c> from any place (<see cref="Config"/>, <c>KafkaKit:Client</c>) and an
+    /// <see cref="AssignmentStrategy"/> other than the default are refused at start, each named with its place (librdkafka
+    /// refuses them too). With <see cref="GroupProtocol.Classic"/>, <c>group.remote.assignor</c> is refused (it would be ignored).
+    /// </para>
+    /// </remarks>
+    public GroupProtocol GroupProtocol { get; set; } = GroupProtocol.Classic;
 
     /// <summary>
     /// Gets or sets how many handler calls run at the same time over all partitions (with <see cref="ConsumerOrdering.Partition"/>,
@@ -183,9 +209,11 @@ public sealed class KafkaConsumerOptions
             (nameof(BootstrapServers), "bootstrap.servers", BootstrapServers),
             (nameof(GroupId), "group.id", GroupId),
             (nameof(AssignmentStrategy), "partition.assignment.strategy", AssignmentStrategy == DefaultAssignmentStrategy ? null : strategy),
+            (nameof(GroupProtocol), "group.protocol", GroupProtocol == GroupProtocol.Consumer ? "consumer" : null),
             (nameof(CommitInterval), "auto.commit.interval.ms", CommitInterval == DefaultCommitInterval || !IsValidCommitInterval ? null : commitMs),
         ];
         var settings = ClientProperties.Resolve("Consumer", name, shared, defaults, typed, Config, problems);
+        GroupProtocolRules.Apply(settings, problems);
         var own = Validate(settings);
         problems.AddRange(own.Select(p => $"{settings.Owner}: {p}"));
         return settings;
@@ -238,6 +266,7 @@ public sealed class KafkaConsumerOptions
         Check(problems, Enum.IsDefined(OnError), $"OnError is {(int)OnError}; it must be Stop, DeadLetter or Skip.");
         Check(problems, Enum.IsDefined(OnFault), $"OnFault is {(int)OnFault}; it must be StopHost or KeepHostRunning.");
         Check(problems, Enum.IsDefined(Ordering), $"Ordering is {(int)Ordering}; it must be Partition, Key or Unordered.");
+        Check(problems, Enum.IsDefined(GroupProtocol), $"GroupProtocol is {(int)GroupProtocol}; it must be Classic or Consumer.");
         Check(problems, Enum.IsDefined(AssignmentStrategy), $"AssignmentStrategy is {(int)AssignmentStrategy}; it must be CooperativeSticky, Range or RoundRobin.");
         Check(problems, DeadLetterTopic is null || !string.IsNullOrWhiteSpace(DeadLetterTopic), "DeadLetterTopic is blank; leave it unset for '<topic>.DLT' or name a topic.");
         if (settings.Is("enable.auto.offset.store", true))

@@ -31,6 +31,11 @@ internal sealed class ConfigurationBindingValidator(IConfiguration configuration
             Check(client, typeof(KafkaConsumerOptions), problems);
         }
 
+        foreach (var topic in configuration.GetSection(nameof(KafkaKitOptions.Topics)).GetChildren())
+        {
+            Check(topic, typeof(Topics.TopicDeclaration), problems);
+        }
+
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
     }
 

@@ -16,6 +16,9 @@ internal sealed class KafkaKitClients
         }
     }
 
+    /// <summary>Gets or sets the problems of the declared topics found at start (empty when none, or none declared), for health checks.</summary>
+    public IReadOnlyList<string> TopicProblems { get; set; } = [];
+
     public IReadOnlyList<KafkaClientHealth> Snapshot()
     {
         lock (_gate)

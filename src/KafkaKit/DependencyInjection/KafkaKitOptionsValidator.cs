@@ -29,6 +29,16 @@ internal sealed class KafkaKitOptionsValidator(KafkaKitRegistry registry) : IVal
             own.Resolve(consumer, options, problems);
         }
 
+        foreach (var (topic, declaration) in options.Topics)
+        {
+            declaration.Validate(topic, problems);
+        }
+
+        if (options.Topics.Count > 0 && string.IsNullOrWhiteSpace(options.BootstrapServers) && !options.Client.ContainsKey("bootstrap.servers"))
+        {
+            problems.Add($"KafkaKit:Topics declares {options.Topics.Count} topic(s) but KafkaKit has no shared bootstrap servers to create them with: set {ClientProperties.SharedBootstrapPlace} or {ClientProperties.SharedPlace}:bootstrap.servers.");
+        }
+
         // A problem of a shared setting is named by its place, not by a client: report it once.
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems.Distinct());
     }

@@ -1,5 +1,7 @@
 using KafkaKit;
 using KafkaKit.DependencyInjection;
+using KafkaKit.Topics;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -48,6 +50,10 @@ public static class KafkaKitServiceCollectionExtensions
             services.AddSingleton<KafkaKitClients>();
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KafkaKitOptions>, KafkaKitOptionsValidator>());
             services.AddOptions<KafkaKitOptions>().ValidateOnStart();
+
+            // Declared topics are created before any consumer starts: this is registered ahead of every AddConsumer.
+            services.TryAddSingleton(TopicDeclarationService.ConfluentAdmin);
+            services.AddSingleton<IHostedService, TopicDeclarationService>();
         }
 
         return new KafkaKitBuilder(services, registry);

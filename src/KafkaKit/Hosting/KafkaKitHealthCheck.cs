@@ -1,5 +1,6 @@
 using Confluent.Kafka;
 using KafkaKit.DependencyInjection;
+using KafkaKit.Topics;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace KafkaKit.Hosting;
@@ -7,7 +8,8 @@ namespace KafkaKit.Hosting;
 /// <summary>
 /// Reports every KafkaKit producer and consumer built in the service provider: its own state (faulted, stopped, polling
 /// within <c>max.poll.interval.ms</c>, assigned) and whether a broker answers a metadata request through its
-/// connection (bounded by <see cref="ProbeTimeout"/>). The worst client decides the result.
+/// connection (bounded by <see cref="ProbeTimeout"/>). The worst client decides the result; a problem of a declared
+/// topic found at start (<see cref="KafkaKitOptions.Topics"/>) makes it Degraded at least.
 /// </summary>
 internal sealed class KafkaKitHealthCheck(KafkaKitClients clients) : IHealthCheck
 {
@@ -17,13 +19,12 @@ internal sealed class KafkaKitHealthCheck(KafkaKitClients clients) : IHealthChec
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var snapshot = clients.Snapshot();
-        if (snapshot.Count == 0)
+        var (worst, data) = TopicHealth.Start(clients);
+        if (snapshot.Count == 0 && worst == HealthStatus.Healthy)
         {
             return HealthCheckResult.Healthy("no KafkaKit client has been built yet");
         }
 
-        var worst = HealthStatus.Healthy;
-        var data = new Dictionary<string, object>(StringComparer.Ordinal);
         var evaluations = snapshot.Select(client => client.Evaluate()).ToList();
         var probes = await Task.WhenAll(snapshot.Select((client, i) => ProbeAsync(client, evaluations[i].Status != HealthStatus.Unhealthy, cancellationToken))).ConfigureAwait(false);
         for (var i = 0; i < snapshot.Count; i++)
@@ -41,7 +42,7 @@ internal sealed class KafkaKitHealthCheck(KafkaKitClients clients) : IHealthChec
             worst = status < worst ? status : worst;
         }
 
-        return new HealthCheckResult(worst, worst == HealthStatus.Healthy ? "all KafkaKit clients healthy" : "a KafkaKit client is not healthy", data: data);
+        return new HealthCheckResult(worst, worst == HealthStatus.Healthy ? "all KafkaKit clients healthy" : "a KafkaKit client or declared topic is not healthy", data: data);
     }
 
     /// <summary>

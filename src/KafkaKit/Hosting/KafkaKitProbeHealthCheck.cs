@@ -1,4 +1,5 @@
 using KafkaKit.DependencyInjection;
+using KafkaKit.Topics;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace KafkaKit.Hosting;
@@ -7,20 +8,20 @@ namespace KafkaKit.Hosting;
 /// The liveness or readiness check of every KafkaKit producer and consumer (rules in <see cref="ProbeRules"/>). Liveness
 /// does no I/O, so a broker outage never restarts the process; readiness also asks a broker for metadata through each
 /// client that is otherwise ready or degraded (bounded by <see cref="KafkaKitHealthCheck.ProbeTimeout"/>): no answer is
-/// not ready. The worst client decides the result; the data holds one line per client and each consumer's known lag.
+/// not ready. The worst client decides the result; the data holds one line per client and each consumer's known lag. A
+/// problem of a declared topic found at start makes readiness Degraded at least (never liveness).
 /// </summary>
 internal sealed class KafkaKitProbeHealthCheck(KafkaKitClients clients, bool readiness, long? maxConsumerLag) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var snapshot = clients.Snapshot();
-        if (snapshot.Count == 0)
+        var (worst, data) = readiness ? TopicHealth.Start(clients) : (HealthStatus.Healthy, new Dictionary<string, object>(StringComparer.Ordinal));
+        if (snapshot.Count == 0 && worst == HealthStatus.Healthy)
         {
             return HealthCheckResult.Healthy("no KafkaKit client has been built yet");
         }
 
-        var worst = HealthStatus.Healthy;
-        var data = new Dictionary<string, object>(StringComparer.Ordinal);
         var verdicts = snapshot.Select(client => client.Judge(maxConsumerLag)).ToList();
         var probes = await Task.WhenAll(snapshot.Select((client, i) => KafkaKitHealthCheck.ProbeAsync(client, readiness && verdicts[i].Ready != HealthStatus.Unhealthy, cancellationToken))).ConfigureAwait(false);
         for (var i = 0; i < snapshot.Count; i++)
@@ -45,6 +46,6 @@ internal sealed class KafkaKitProbeHealthCheck(KafkaKitClients clients, bool rea
         }
 
         var what = readiness ? "ready" : "live";
-        return new HealthCheckResult(worst, worst == HealthStatus.Healthy ? $"all KafkaKit clients {what}" : $"a KafkaKit client is not {what}", data: data);
+        return new HealthCheckResult(worst, worst == HealthStatus.Healthy ? $"all KafkaKit clients {what}" : $"a KafkaKit client or declared topic is not {what}", data: data);
     }
 }

@@ -47,6 +47,17 @@ internal sealed class ClientSettings
         _places[key] = place;
     }
 
+    /// <summary>Removes a property set by KafkaKit's defaults that does not apply (for example the default assignment strategy under the consumer group protocol).</summary>
+    /// <param name="key">The property.</param>
+    public void RemoveDefault(string key)
+    {
+        if (_places.TryGetValue(key, out var place) && place == ClientProperties.DefaultsPlace)
+        {
+            _values.Remove(key);
+            _places.Remove(key);
+        }
+    }
+
     /// <summary>Tells whether a boolean property is set to the given value, spelled any way librdkafka reads it (<c>true</c>/<c>t</c>/<c>1</c>, <c>false</c>/<c>f</c>/<c>0</c>, any case).</summary>
     /// <param name="key">The property.</param>
     /// <param name="value">The value to look for.</param>

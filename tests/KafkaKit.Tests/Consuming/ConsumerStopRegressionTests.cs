@@ -14,22 +14,25 @@ public sealed class ConsumerStopRegressionTests
     private const int SessionTimeoutMs = 6000;
 
     /// <summary>
-    /// The takeover bound after a graceful stop. On the embedded cluster one rebalance takes session.timeout.ms - 1 s
-    /// (5 s); a crashed member is only noticed after session.timeout.ms and then the group still rebalances (measured:
-    /// ~5.1 s versus ~11.8 s). The crash-baseline test proves this bound separates the two.
+    /// The takeover bound after a graceful stop. Classic protocol: on the embedded cluster one rebalance takes
+    /// session.timeout.ms - 1 s (5 s); a crashed member is only noticed after session.timeout.ms and then the group still
+    /// rebalances (measured: ~5.1 s versus ~11.8 s). Consumer protocol (KIP-848): the cluster reassigns at the next
+    /// heartbeat (measured: ~0.5 s after a leave, ~6.0 s after a crash, the session timeout). The crash-baseline test
+    /// proves this bound separates the two.
     /// </summary>
-    private static readonly TimeSpan GracefulTakeoverBound = TimeSpan.FromMilliseconds(SessionTimeoutMs + 2000);
+    private static TimeSpan GracefulTakeoverBound(GroupProtocol protocol) =>
+        protocol == GroupProtocol.Consumer ? TimeSpan.FromMilliseconds(SessionTimeoutMs / 2) : TimeSpan.FromMilliseconds(SessionTimeoutMs + 2000);
 
     [Test]
     [CancelAfter(60_000)]
-    public async Task Regression_C6_StopInsideCommitInterval_LeavesGroupAndCommitsLastHandledPlusOne()
+    public async Task Regression_C6_StopInsideCommitInterval_LeavesGroupAndCommitsLastHandledPlusOne([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c6a", partitions: 2);
         var recorder = new ConsumerRecorder();
         KafkaConsumer<string, string> Build(string name)
         {
-            var options = ConsumerTestKit.Options(cluster, "c6a-group", "c6a");
+            var options = ConsumerTestKit.Options(cluster, "c6a-group", protocol, "c6a");
             options.CommitInterval = TimeSpan.FromMinutes(1); // no auto-commit can happen: only the stop's commit counts
             return recorder.Attach(new KafkaConsumerBuilder<string, string>(name, options), name)
                 .SetHandler((r, _) =>
@@ -70,7 +73,7 @@ public sealed class ConsumerStopRegressionTests
             Assert.That(committed[partitionOfA], Is.EqualTo(lastHandled + 1), "the stop commits the offset after the last handled message");
             Assert.That(firstOfB.Offset, Is.EqualTo(lastHandled + 1), "b starts right after a's last handled message: no re-delivery");
 
-            Assert.That(takeover, Is.LessThan(GracefulTakeoverBound), "takeover after a graceful stop is well under the crash bound (session timeout + rebalance)");
+            Assert.That(takeover, Is.LessThan(GracefulTakeoverBound(protocol)), "takeover after a graceful stop is well under the crash bound (session timeout + rebalance)");
             Assert.That(recorder.EventsOf("b", "lost"), Is.Empty);
         });
         await a.DisposeAsync();
@@ -78,12 +81,12 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(60_000)]
-    public async Task Regression_C6_CrashBaselineMemberDisposedWithoutClose_TakeoverWaitsSessionTimeoutPlusRebalance()
+    public async Task Regression_C6_CrashBaselineMemberDisposedWithoutClose_TakeoverWaitsSessionTimeoutPlusRebalance([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c6base", partitions: 2);
         var recorder = new ConsumerRecorder();
-        var options = ConsumerTestKit.Options(cluster, "c6base-group", "c6base");
+        var options = ConsumerTestKit.Options(cluster, "c6base-group", protocol, "c6base");
         await using var b = recorder.Attach(new KafkaConsumerBuilder<string, string>("b", options), "b")
             .SetHandler((r, _) => ValueTask.CompletedTask)
             .Build();
@@ -91,8 +94,15 @@ public sealed class ConsumerStopRegressionTests
         {
             BootstrapServers = cluster.BootstrapServers,
             GroupId = "c6base-group",
-            PartitionAssignmentStrategy = Confluent.Kafka.PartitionAssignmentStrategy.CooperativeSticky,
         };
+        if (protocol == GroupProtocol.Consumer)
+        {
+            config.GroupProtocol = Confluent.Kafka.GroupProtocol.Consumer;
+        }
+        else
+        {
+            config.PartitionAssignmentStrategy = Confluent.Kafka.PartitionAssignmentStrategy.CooperativeSticky;
+        }
         var crashed = new ConsumerBuilder<string, string>(config).Build();
         crashed.Subscribe("c6base");
         var polling = true;
@@ -113,12 +123,12 @@ public sealed class ConsumerStopRegressionTests
         await Wait.ForAsync(() => b.Assignment.Count == 2, TimeSpan.FromSeconds(40), "b owns both partitions");
         var takeover = clock.Elapsed;
         TestContext.Out.WriteLine($"C6 crash baseline: b owned both partitions {takeover.TotalMilliseconds:F0} ms after a member was disposed without Close()");
-        Assert.That(takeover, Is.GreaterThan(GracefulTakeoverBound), "a crash costs session.timeout.ms plus a rebalance: more than the graceful bound");
+        Assert.That(takeover, Is.GreaterThan(GracefulTakeoverBound(protocol)), "a crash costs session.timeout.ms plus a rebalance: more than the graceful bound");
     }
 
     [Test]
     [CancelAfter(60_000)]
-    public async Task Regression_C6_PoisonWithRetryThenStop_FaultsWithOffsetOneAndNextMemberGetsPoisonFirst()
+    public async Task Regression_C6_PoisonWithRetryThenStop_FaultsWithOffsetOneAndNextMemberGetsPoisonFirst([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c6b", partitions: 1);
@@ -128,7 +138,7 @@ public sealed class ConsumerStopRegressionTests
             new Message<string, string> { Key = "k", Value = "m2" },
         ]);
         var recorder = new ConsumerRecorder();
-        var options = ConsumerTestKit.Options(cluster, "c6b-group", "c6b");
+        var options = ConsumerTestKit.Options(cluster, "c6b-group", protocol, "c6b");
         options.OnError = ConsumerErrorAction.Stop;
         options.Retry.MaxRetryAttempts = 2;
         options.Retry.BaseDelay = TimeSpan.FromMilliseconds(50);
@@ -153,7 +163,7 @@ public sealed class ConsumerStopRegressionTests
         await Wait.ForAsync(() => a.State == KafkaConsumerState.Faulted, TimeSpan.FromSeconds(20), "a faulted on the poison message");
         var committed = KafkaProbe.Committed(cluster.BootstrapServers, "c6b-group", "c6b", 1);
 
-        await using var next = new KafkaConsumerBuilder<string, string>("next", ConsumerTestKit.Options(cluster, "c6b-group", "c6b"))
+        await using var next = new KafkaConsumerBuilder<string, string>("next", ConsumerTestKit.Options(cluster, "c6b-group", protocol, "c6b"))
             .SetHandler((r, _) =>
             {
                 recorder.Record("next", r);
@@ -178,13 +188,13 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(30_000)]
-    public async Task Regression_C10_StopWhileIdleOnEmptyTopic_ReturnsPromptlyAndLeavesGroup()
+    public async Task Regression_C10_StopWhileIdleOnEmptyTopic_ReturnsPromptlyAndLeavesGroup([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c10", partitions: 2);
         var recorder = new ConsumerRecorder();
         var logs = new CapturingLoggerFactory();
-        var options = ConsumerTestKit.Options(cluster, "c10-group", "c10");
+        var options = ConsumerTestKit.Options(cluster, "c10-group", protocol, "c10");
         var a = recorder.Attach(new KafkaConsumerBuilder<string, string>("a", options), "a")
             .SetLoggerFactory(logs)
             .SetHandler((_, _) => ValueTask.CompletedTask)
@@ -203,7 +213,7 @@ public sealed class ConsumerStopRegressionTests
         // DESIGN.md): when the last member leaves, the mock keeps the group "joining" for session.timeout.ms - 1 s from
         // that LeaveGroup, so a member that joins right after is assigned ~5 s after a's stop. Had a not left, the group
         // would wait for a's session to expire and for its sync to time out first (the crash baseline, ~12 s).
-        await using var b = recorder.Attach(new KafkaConsumerBuilder<string, string>("b", ConsumerTestKit.Options(cluster, "c10-group", "c10")), "b")
+        await using var b = recorder.Attach(new KafkaConsumerBuilder<string, string>("b", ConsumerTestKit.Options(cluster, "c10-group", protocol, "c10")), "b")
             .SetHandler((_, _) => ValueTask.CompletedTask)
             .Build();
         await b.StartAsync();
@@ -216,19 +226,19 @@ public sealed class ConsumerStopRegressionTests
             Assert.That(stopTook, Is.LessThan(TimeSpan.FromSeconds(2)), "stop ends within a poll slice plus leaving the group");
             Assert.That(a.Fault, Is.Null);
             Assert.That(logs.Lines.Where(l => l.Exception is not null || l.Level >= Microsoft.Extensions.Logging.LogLevel.Error), Is.Empty, "no exception or error logged at stop");
-            Assert.That(bAssigned, Is.LessThan(TimeSpan.FromMilliseconds(SessionTimeoutMs + 2000)), "a left the group at stop: b did not wait for a's session to expire");
+            Assert.That(bAssigned, Is.LessThan(GracefulTakeoverBound(protocol)), "a left the group at stop: b did not wait for a's session to expire");
         });
         await a.DisposeAsync();
     }
 
     [Test]
     [CancelAfter(30_000)]
-    public async Task StopAsync_HandlerIgnoresItsToken_StopIsBoundedAndTheLateCompletionIsHarmless()
+    public async Task StopAsync_HandlerIgnoresItsToken_StopIsBoundedAndTheLateCompletionIsHarmless([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("stubborn", partitions: 1);
         KafkaProbe.Produce(cluster.BootstrapServers, "stubborn", ConsumerTestKit.Messages("m", 1));
-        var options = ConsumerTestKit.Options(cluster, "stubborn-group", "stubborn");
+        var options = ConsumerTestKit.Options(cluster, "stubborn-group", protocol, "stubborn");
         options.ShutdownTimeout = TimeSpan.FromMilliseconds(500);
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -280,12 +290,12 @@ public sealed class ConsumerStopRegressionTests
 
     [Test]
     [CancelAfter(30_000)]
-    public async Task Regression_C10_StopWithHostTokenAlreadyCancelled_ReturnsAtOnceWithoutThrowingAndCancelsHandlers()
+    public async Task Regression_C10_StopWithHostTokenAlreadyCancelled_ReturnsAtOnceWithoutThrowingAndCancelsHandlers([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("c10h", partitions: 1);
         KafkaProbe.Produce(cluster.BootstrapServers, "c10h", ConsumerTestKit.Messages("m", 3));
-        var options = ConsumerTestKit.Options(cluster, "c10h-group", "c10h");
+        var options = ConsumerTestKit.Options(cluster, "c10h-group", protocol, "c10h");
         options.CommitInterval = TimeSpan.FromMilliseconds(200);
         var logs = new CapturingLoggerFactory();
         var handled = 0;

@@ -19,6 +19,30 @@ internal static class ConsumerTestKit
     public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, params string[] topics) =>
         Options(cluster.BootstrapServers, group, topics);
 
+    /// <summary>
+    /// Consumer options with <paramref name="protocol"/>: for <see cref="GroupProtocol.Classic"/> as above; for
+    /// <see cref="GroupProtocol.Consumer"/> without the client's session settings (the protocol refuses them), the cluster
+    /// given the same timings instead (KafkaProbe.FastConsumerGroups).
+    /// </summary>
+    public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, GroupProtocol protocol, params string[] topics)
+    {
+        var options = Options(cluster, group, topics);
+        UseProtocol(cluster, options, protocol);
+        return options;
+    }
+
+    /// <summary>Switches options made by <see cref="Options(EmbeddedKafkaCluster, string, string[])"/> to <paramref name="protocol"/> (see the overload above).</summary>
+    public static void UseProtocol(EmbeddedKafkaCluster cluster, KafkaConsumerOptions options, GroupProtocol protocol)
+    {
+        options.GroupProtocol = protocol;
+        if (protocol == GroupProtocol.Consumer)
+        {
+            options.Config.Remove("session.timeout.ms");
+            options.Config.Remove("heartbeat.interval.ms");
+            KafkaProbe.FastConsumerGroups(cluster);
+        }
+    }
+
     /// <summary>Consumer options for an embedded cluster known by its bootstrap servers (for example from another process).</summary>
     public static KafkaConsumerOptions Options(string bootstrapServers, string group, params string[] topics)
     {

@@ -14,7 +14,7 @@ public sealed partial class KafkaConsumerTests
 {
     [Test]
     [CancelAfter(90_000)]
-    public async Task EndToEnd_TwoMembersTenThousandKeyedMessages_AllHandledInOrderAndCommittedAtEnd()
+    public async Task EndToEnd_TwoMembersTenThousandKeyedMessages_AllHandledInOrderAndCommittedAtEnd([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start(brokers: 3);
         cluster.CreateTopic("e2e", partitions: 6, replicationFactor: 3);
@@ -49,8 +49,8 @@ public sealed partial class KafkaConsumerTests
             return ValueTask.CompletedTask;
         }
 
-        var a = new KafkaConsumerBuilder<string, string>("e2e-a", ConsumerTestKit.Options(cluster, "e2e-group", "e2e")).SetHandler(Handle).Build();
-        var b = new KafkaConsumerBuilder<string, string>("e2e-b", ConsumerTestKit.Options(cluster, "e2e-group", "e2e")).SetHandler(Handle).Build();
+        var a = new KafkaConsumerBuilder<string, string>("e2e-a", ConsumerTestKit.Options(cluster, "e2e-group", protocol, "e2e")).SetHandler(Handle).Build();
+        var b = new KafkaConsumerBuilder<string, string>("e2e-b", ConsumerTestKit.Options(cluster, "e2e-group", protocol, "e2e")).SetHandler(Handle).Build();
         await a.StartAsync();
         await b.StartAsync();
 
@@ -73,14 +73,14 @@ public sealed partial class KafkaConsumerTests
 
     [Test]
     [CancelAfter(60_000)]
-    public async Task StopAsync_DuringSteadyConsumption_CommitsLastHandledPlusOneAndNextMemberStartsThere()
+    public async Task StopAsync_DuringSteadyConsumption_CommitsLastHandledPlusOneAndNextMemberStartsThere([Values] GroupProtocol protocol)
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("steady", partitions: 3);
         var recorder = new ConsumerRecorder();
         KafkaConsumer<string, string> Build(string name)
         {
-            var options = ConsumerTestKit.Options(cluster, "steady-group", "steady");
+            var options = ConsumerTestKit.Options(cluster, "steady-group", protocol, "steady");
             options.CommitInterval = TimeSpan.FromSeconds(1);
             return new KafkaConsumerBuilder<string, string>(name, options)
                 .SetHandler(async (r, ct) =>

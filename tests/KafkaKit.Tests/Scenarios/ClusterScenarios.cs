@@ -88,13 +88,14 @@ public abstract partial class ClusterScenarios
     /// backwards; every message is handled; the committed offsets reach the end. Re-deliveries are counted: on the
     /// embedded cluster revoke-time commits are refused for the whole join phase, so eager rebalances re-deliver more.
     /// </summary>
-    [TestCase(PartitionAssignmentStrategy.Range)]
-    [TestCase(PartitionAssignmentStrategy.CooperativeSticky)]
+    [TestCase(GroupProtocol.Classic, PartitionAssignmentStrategy.Range)]
+    [TestCase(GroupProtocol.Classic, PartitionAssignmentStrategy.CooperativeSticky)]
+    [TestCase(GroupProtocol.Consumer, PartitionAssignmentStrategy.CooperativeSticky)] // the broker assigns; KafkaKit's default strategy is dropped
     [CancelAfter(240_000)]
-    public async Task Churn_ThirdMemberJoinsAndLeavesTwiceUnderLoad_CommittedNeverDecreasesAndNothingLost(PartitionAssignmentStrategy strategy)
+    public async Task Churn_ThirdMemberJoinsAndLeavesTwiceUnderLoad_CommittedNeverDecreasesAndNothingLost(GroupProtocol protocol, PartitionAssignmentStrategy strategy)
     {
         const int cycles = 2;
-        await using var run = await StartAsync("churn", partitions: 6);
+        await using var run = await StartAsync("churn", partitions: 6, protocol: protocol);
         var callsBy = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
         var members = new List<KafkaConsumer<string, string>>();
         KafkaConsumer<string, string> Member(string name)
@@ -140,7 +141,7 @@ public abstract partial class ClusterScenarios
         await sampler.StopAsync();
         var final = run.Committed();
 
-        run.Row($"churn, {strategy}, a third member joins and leaves {cycles}x", end);
+        run.Row($"churn, {(protocol == GroupProtocol.Consumer ? "consumer protocol" : strategy.ToString())}, a third member joins and leaves {cycles}x", end);
         TestContext.Out.WriteLine(
             $"{string.Join("; ", cycleTimes)}; {run.Logs.Count(2002)} revokes, {members.Sum(m => m.CommitFailures)} refused commits, " +
             $"{sampler.Samples} committed-offset samples; committed at the end {ConsumerTestKit.Format(end.Committed)}");
@@ -160,7 +161,7 @@ public abstract partial class ClusterScenarios
     /// Starts a run: the cluster, a topic of <paramref name="partitions"/> named after <paramref name="name"/>, a group.
     /// With <paramref name="brokersGoDown"/>, marks the test skipped first when the cluster cannot take its brokers down.
     /// </summary>
-    private protected async Task<ScenarioRun> StartAsync(string name, int partitions, bool brokersGoDown = false)
+    private protected async Task<ScenarioRun> StartAsync(string name, int partitions, bool brokersGoDown = false, GroupProtocol protocol = GroupProtocol.Classic)
     {
         var cluster = await StartClusterAsync();
         if (brokersGoDown && cluster.OutageUnsupportedReason is { } reason)
@@ -169,6 +170,6 @@ public abstract partial class ClusterScenarios
             Assert.Ignore(reason);
         }
 
-        return await ScenarioRun.StartAsync(cluster, name, partitions);
+        return await ScenarioRun.StartAsync(cluster, name, partitions, protocol);
     }
 }

@@ -56,19 +56,19 @@ internal abstract class ClusterUnderTest : IAsyncDisposable
 
     /// <summary>
     /// Consumer options for <paramref name="group"/> on this cluster: KafkaKit's and librdkafka's defaults, plus only what
-    /// this cluster needs for group changes to fit in test time.
+    /// this cluster needs for group changes to fit in test time, with the group protocol <paramref name="protocol"/>.
     /// </summary>
-    public KafkaConsumerOptions ConsumerOptions(string group, string topic)
+    public KafkaConsumerOptions ConsumerOptions(string group, string topic, Confluent.Kafka.GroupProtocol protocol = Confluent.Kafka.GroupProtocol.Classic)
     {
-        var options = new KafkaConsumerOptions { BootstrapServers = BootstrapServers, GroupId = group, Topics = { topic } };
-        AddGroupSettings(options.Config);
+        var options = new KafkaConsumerOptions { BootstrapServers = BootstrapServers, GroupId = group, Topics = { topic }, GroupProtocol = protocol };
+        AddGroupSettings(options);
         return options;
     }
 
     public abstract ValueTask DisposeAsync();
 
-    /// <summary>Adds the librdkafka group settings this cluster needs (none by default).</summary>
-    protected virtual void AddGroupSettings(IDictionary<string, string> config)
+    /// <summary>Adds the group settings this cluster needs for <see cref="KafkaConsumerOptions.GroupProtocol"/> (none by default).</summary>
+    protected virtual void AddGroupSettings(KafkaConsumerOptions options)
     {
     }
 }
@@ -117,6 +117,19 @@ internal sealed class EmbeddedClusterUnderTest(EmbeddedKafkaCluster cluster) : C
 
     public override ValueTask DisposeAsync() => cluster.DisposeAsync();
 
-    /// <summary>session.timeout.ms=6000 and 500 ms heartbeats: rebalances of ~5 s instead of 44 s (KafkaProbe.FastGroup).</summary>
-    protected override void AddGroupSettings(IDictionary<string, string> config) => KafkaProbe.FastGroup(config);
+    /// <summary>
+    /// session.timeout.ms=6000 and 500 ms heartbeats: rebalances of ~5 s instead of 44 s (KafkaProbe.FastGroup); under the
+    /// consumer group protocol the cluster's own session timeout and heartbeat interval instead (KafkaProbe.FastConsumerGroups).
+    /// </summary>
+    protected override void AddGroupSettings(KafkaConsumerOptions options)
+    {
+        if (options.GroupProtocol == Confluent.Kafka.GroupProtocol.Consumer)
+        {
+            KafkaProbe.FastConsumerGroups(cluster);
+        }
+        else
+        {
+            KafkaProbe.FastGroup(options.Config);
+        }
+    }
 }

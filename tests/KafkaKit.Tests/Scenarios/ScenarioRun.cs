@@ -16,8 +16,9 @@ internal sealed class ScenarioRun : IAsyncDisposable
     /// <summary>The periodic commit interval of the scenarios' members (KafkaKit's default is 5 s).</summary>
     public static readonly TimeSpan CommitInterval = TimeSpan.FromMilliseconds(500);
 
-    private ScenarioRun(ClusterUnderTest cluster, string topic, int partitions)
+    private ScenarioRun(ClusterUnderTest cluster, string topic, int partitions, GroupProtocol protocol)
     {
+        Protocol = protocol;
         Cluster = cluster;
         Topic = topic;
         Partitions = partitions;
@@ -34,6 +35,9 @@ internal sealed class ScenarioRun : IAsyncDisposable
 
     public string Group { get; }
 
+    /// <summary>Gets the group protocol of the run's members.</summary>
+    public GroupProtocol Protocol { get; }
+
     public Ledger Ledger { get; } = new();
 
     public CapturingLoggerFactory Logs { get; } = new();
@@ -41,11 +45,11 @@ internal sealed class ScenarioRun : IAsyncDisposable
     public Stopwatch Clock { get; } = Stopwatch.StartNew();
 
     /// <summary>Starts a run on <paramref name="cluster"/> with a new topic named after <paramref name="name"/>.</summary>
-    public static async Task<ScenarioRun> StartAsync(ClusterUnderTest cluster, string name, int partitions)
+    public static async Task<ScenarioRun> StartAsync(ClusterUnderTest cluster, string name, int partitions, GroupProtocol protocol = GroupProtocol.Classic)
     {
         try
         {
-            return new ScenarioRun(cluster, await cluster.NewTopicAsync(name, partitions), partitions);
+            return new ScenarioRun(cluster, await cluster.NewTopicAsync(name, partitions), partitions, protocol);
         }
         catch
         {
@@ -61,7 +65,7 @@ internal sealed class ScenarioRun : IAsyncDisposable
     public KafkaConsumer<string, TValue> Member<TValue>(
         string name, Func<ConsumeResult<string, TValue>, CancellationToken, ValueTask> handler, Action<KafkaConsumerOptions>? configure = null)
     {
-        var options = Cluster.ConsumerOptions(Group, Topic);
+        var options = Cluster.ConsumerOptions(Group, Topic, Protocol);
         options.CommitInterval = CommitInterval;
         configure?.Invoke(options);
         return new KafkaConsumerBuilder<string, TValue>(name, options).SetHandler(handler).SetLoggerFactory(Logs).Build();

@@ -12,6 +12,16 @@ internal static class KafkaProbe
         config["heartbeat.interval.ms"] = "500";
     }
 
+    /// <summary>
+    /// The consumer group protocol's (KIP-848) counterpart of <see cref="FastGroup"/>: there the broker owns the session
+    /// timeout and heartbeat interval, so the embedded cluster gets the same 6 s and 500 ms.
+    /// </summary>
+    public static void FastConsumerGroups(KafkaKit.Testing.EmbeddedKafkaCluster cluster)
+    {
+        cluster.SetConsumerGroupSessionTimeout(TimeSpan.FromMilliseconds(6000));
+        cluster.SetConsumerGroupHeartbeatInterval(TimeSpan.FromMilliseconds(500));
+    }
+
     /// <summary>Gets a group's committed offsets for <paramref name="partitions"/> (Offset.Unset where none).</summary>
     public static Dictionary<int, long> Committed(string bootstrapServers, string groupId, string topic, int partitions)
     {

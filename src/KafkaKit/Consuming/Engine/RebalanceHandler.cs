@@ -11,6 +11,9 @@ namespace KafkaKit.Consuming;
 /// 2001) from a lookup made after the assigned callback returned.
 /// </summary>
 /// <remarks>
+/// Nothing here depends on the protocol: Confluent.Kafka passes the partitions that move, incrementally for
+/// cooperative-sticky and for the consumer group protocol (KIP-848, where librdkafka reports the rebalance protocol as
+/// COOPERATIVE), the whole assignment for eager strategies; this handler drains, stores and retires exactly those.
 /// The callbacks run on the poll thread, inside <c>Consume</c>; the start-position lookup runs on a thread of its own
 /// (see <see cref="StartPositions"/>).
 /// </remarks>
@@ -63,7 +66,7 @@ internal sealed class RebalanceHandler
 
     /// <summary>Starts workers, runs the user's assigned callback and returns the start offsets (poll thread, inside <c>Consume</c>).</summary>
     /// <param name="consumer">The client.</param>
-    /// <param name="partitions">The assigned partitions (incremental with cooperative-sticky, the whole assignment with eager strategies).</param>
+    /// <param name="partitions">The assigned partitions (incremental with cooperative-sticky and the consumer group protocol, the whole assignment with eager strategies).</param>
     /// <returns>The start offsets: the callback's choices, <see cref="Offset.Unset"/> (committed offset, else <c>auto.offset.reset</c>) for the rest.</returns>
     public List<TopicPartitionOffset> OnAssigned(IConsumer<byte[]?, byte[]?> consumer, List<TopicPartition> partitions)
     {
