@@ -369,7 +369,7 @@ public sealed class ConsumerRebalanceRegressionTests
                 Assert.That(startLines.Select(l => l.Member).Distinct().Count(), Is.EqualTo(3), summary);
                 foreach (var line in startLines)
                 {
-                    var count = int.Parse(Regex.Match(line.Text, @"assigned (\d+) partitions").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+                    var count = int.Parse(Regex.Match(line.Text, @"assigned, (\d+) in all").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
                     Assert.That(Regex.Matches(line.Text, @"\[\d+\] @\d+ \((committed|earliest: auto\.offset\.reset, no committed offset)\)"), Has.Count.EqualTo(count), $"every start offset a number, with why: {line.Text}");
                 }
 
