@@ -65,10 +65,13 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
 #pragma warning restore VSTHRD002
         }
 
-        // TryEnqueue never waits: the serializer is still at work (e.g. the schema id is not cached yet). Its outcome is
-        // observed here; the look-up it started warms the cache for a later call.
+        // TryEnqueue never waits, and the serializer is still at work (Confluent's registry serdes always finish on
+        // another thread, even with the schema id cached). A false would say "queue full" when it is not, so the caller is
+        // told to use EnqueueAsync instead. The started call's outcome is observed (a late failure is not unobserved).
         _ = serialized.AsTask().ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return false;
+        throw new NotSupportedException(
+            $"TryEnqueue cannot be used on producer '{Name}': its asynchronous {(_key is not null && _value is not null ? "key and value serializers" : _key is not null ? "key serializer" : "value serializer")} did not complete without waiting (schema registry serializers such as Avro or JSON Schema never do), and TryEnqueue never waits. "
+            + "Use EnqueueAsync: it completes synchronously when the serializer and the queue allow, and otherwise waits asynchronously (no thread blocked) within MaxBlock.");
     }
 
     public ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
@@ -191,7 +194,11 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
         }
     }
 
-    private async Task<byte[]> BoundedAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken)
+    /// <summary>The serializer's task bounded by what is left of MaxBlock; the task itself when it has completed (no timer).</summary>
+    private Task<byte[]> BoundedAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken) =>
+        serializing.IsCompleted ? serializing : BoundedSlowAsync(serializing, left, cancellationToken);
+
+    private async Task<byte[]> BoundedSlowAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken)
     {
         try
         {
