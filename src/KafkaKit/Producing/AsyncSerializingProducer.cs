@@ -165,17 +165,23 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
 
                 return carrier;
             }
-            catch (SerializationUnavailableException e)
+            catch (Exception e) when (e is SerializationUnavailableException or TimeoutException)
             {
+                var unavailable = e as SerializationUnavailableException ?? Abandoned(key, value, e);
                 Interlocked.CompareExchange(ref _unavailableSince, _timeProvider.GetUtcNow().UtcTicks, 0);
                 var waited = _timeProvider.GetElapsedTime(started);
                 if (_options.Backpressure == ProducerBackpressure.Fail || waited + delay > _options.MaxBlock)
                 {
-                    SerializationLog.ProduceUnavailable(_logger, Name, topic, waited, e.Message);
-                    throw;
+                    SerializationLog.ProduceUnavailable(_logger, Name, topic, waited, unavailable.Message);
+                    if (ReferenceEquals(unavailable, e))
+                    {
+                        throw;
+                    }
+
+                    throw unavailable;
                 }
 
-                SerializationLog.ProduceWaiting(_logger, Name, topic, delay, e.Message);
+                SerializationLog.ProduceWaiting(_logger, Name, topic, delay, unavailable.Message);
                 await Task.Delay(delay, _timeProvider, cancellationToken).ConfigureAwait(false);
                 delay = SerdesBackoff.Next(delay);
 
@@ -194,22 +200,22 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
         }
     }
 
-    /// <summary>The serializer's task bounded by what is left of MaxBlock; the task itself when it has completed (no timer).</summary>
+    /// <summary>
+    /// The serializer's task bounded by what is left of MaxBlock (a <see cref="TimeoutException"/> when it runs out); the
+    /// task itself when it has completed. No state machine of its own: awaited directly by the serialization loop.
+    /// </summary>
     private Task<byte[]> BoundedAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken) =>
-        serializing.IsCompleted ? serializing : BoundedSlowAsync(serializing, left, cancellationToken);
+        serializing.IsCompleted ? serializing : serializing.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken);
 
-    private async Task<byte[]> BoundedSlowAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken)
+    /// <summary>Observes the abandoned calls' outcomes (a late failure is not an unobserved task exception) and says why they were abandoned.</summary>
+    private SerializationUnavailableException Abandoned(Task<byte[]>? key, Task<byte[]>? value, Exception timeout)
     {
-        try
+        foreach (var serializing in new[] { key, value })
         {
-            return await serializing.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken).ConfigureAwait(false);
+            _ = serializing?.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
-        catch (TimeoutException e)
-        {
-            // The abandoned call's outcome is observed, so a late failure is not an unobserved task exception.
-            _ = serializing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            throw new SerializationUnavailableException($"The serializer did not complete within MaxBlock ({_options.MaxBlock}); its service is slow or unreachable.", e);
-        }
+
+        return new SerializationUnavailableException($"The serializer did not complete within MaxBlock ({_options.MaxBlock}); its service is slow or unreachable.", timeout);
     }
 
     private void Recovered(string topic)
