@@ -49,15 +49,16 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
 
     public ValueTask EnqueueAsync(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null, CancellationToken cancellationToken = default)
     {
-        var serialized = SerializeAsync(topic, message, cancellationToken);
-        return serialized.IsCompletedSuccessfully
+        // Not completed: the slow path enqueues too (one state machine for both; its task backs the returned ValueTask).
+        var serialized = SerializeAsync(topic, message, enqueue: true, onDelivery, cancellationToken, out var enqueuing);
+        return !enqueuing && serialized.IsCompletedSuccessfully
             ? _core.EnqueueAsync(topic, serialized.Result, onDelivery, cancellationToken)
-            : EnqueueAfterAsync(serialized, topic, onDelivery, cancellationToken);
+            : new ValueTask(serialized.AsTask());
     }
 
     public bool TryEnqueue(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null)
     {
-        var serialized = SerializeAsync(topic, message, CancellationToken.None);
+        var serialized = SerializeAsync(topic, message, enqueue: false, null, CancellationToken.None, out _);
         if (serialized.IsCompleted)
         {
 #pragma warning disable VSTHRD002 // completed: GetResult returns (or throws) at once
@@ -79,7 +80,7 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
         ValueTask<Message<TKey, TValue>> serialized;
         try
         {
-            serialized = SerializeAsync(topic, message, cancellationToken);
+            serialized = SerializeAsync(topic, message, enqueue: false, null, cancellationToken, out _);
         }
         catch (Exception e)
         {
@@ -97,15 +98,17 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
 
     public ValueTask DisposeAsync() => _core.DisposeAsync();
 
-    private async ValueTask EnqueueAfterAsync(ValueTask<Message<TKey, TValue>> serialized, string topic, Action<DeliveryReport<TKey, TValue>>? onDelivery, CancellationToken cancellationToken) =>
-        await _core.EnqueueAsync(topic, await serialized.ConfigureAwait(false), onDelivery, cancellationToken).ConfigureAwait(false);
-
     private async ValueTask<DeliveryResult<TKey, TValue>> ProduceAfterAsync(ValueTask<Message<TKey, TValue>> serialized, string topic, CancellationToken cancellationToken) =>
         await _core.ProduceAsync(topic, await serialized.ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
 
-    /// <summary>Serializes the async components into a copy of the message that carries their bytes in its headers.</summary>
-    private ValueTask<Message<TKey, TValue>> SerializeAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
+    /// <summary>
+    /// Serializes the async components into a copy of the message that carries their bytes in its headers. When the
+    /// serializers have not completed and <paramref name="enqueue"/> is set, the returned task also enqueues the message
+    /// (<paramref name="enqueuing"/> is then true, also if that task happened to complete at once).
+    /// </summary>
+    private ValueTask<Message<TKey, TValue>> SerializeAsync(string topic, Message<TKey, TValue> message, bool enqueue, Action<DeliveryReport<TKey, TValue>>? onDelivery, CancellationToken cancellationToken, out bool enqueuing)
     {
+        enqueuing = false;
         ArgumentException.ThrowIfNullOrEmpty(topic);
         ArgumentNullException.ThrowIfNull(message);
         if (_core.FatalError is { } fatal)
@@ -139,10 +142,11 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
             return new ValueTask<Message<TKey, TValue>>(carrier);
         }
 
-        return SerializeSlowAsync(key, value, topic, carrier, cancellationToken);
+        enqueuing = enqueue;
+        return SerializeSlowAsync(key, value, topic, carrier, enqueue, onDelivery, cancellationToken);
     }
 
-    private async ValueTask<Message<TKey, TValue>> SerializeSlowAsync(Task<byte[]>? key, Task<byte[]>? value, string topic, Message<TKey, TValue> carrier, CancellationToken cancellationToken)
+    private async ValueTask<Message<TKey, TValue>> SerializeSlowAsync(Task<byte[]>? key, Task<byte[]>? value, string topic, Message<TKey, TValue> carrier, bool enqueue, Action<DeliveryReport<TKey, TValue>>? onDelivery, CancellationToken cancellationToken)
     {
         var headers = (SerializedHeaders)carrier.Headers;
         var started = _timeProvider.GetTimestamp();
@@ -158,12 +162,7 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
                 component = MessageComponentType.Value;
                 left = _options.MaxBlock - _timeProvider.GetElapsedTime(started);
                 headers.ValueBytes = value is null ? null : await BoundedAsync(value, left, cancellationToken).ConfigureAwait(false);
-                if (Interlocked.Read(ref _unavailableSince) != 0)
-                {
-                    Recovered(topic);
-                }
-
-                return carrier;
+                break;
             }
             catch (Exception e) when (e is SerializationUnavailableException or TimeoutException)
             {
@@ -198,6 +197,19 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
                 throw Translate(e, component, topic, carrier);
             }
         }
+
+        if (Interlocked.Read(ref _unavailableSince) != 0)
+        {
+            Recovered(topic);
+        }
+
+        // Outside the loop: the core's own exceptions (queue full, cancelled, refused) are not serialization failures.
+        if (enqueue)
+        {
+            await _core.EnqueueAsync(topic, carrier, onDelivery, cancellationToken).ConfigureAwait(false);
+        }
+
+        return carrier;
     }
 
     /// <summary>
