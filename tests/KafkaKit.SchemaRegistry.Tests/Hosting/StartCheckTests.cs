@@ -83,10 +83,7 @@ public sealed class StartCheckTests
     public async Task HostStart_RequiredSubjectsMissingWithAutoRegisterOff_FailsListingEachMissingSubject()
     {
         await using var registry = EmbeddedSchemaRegistry.Start();
-        using (var client = new Confluent.SchemaRegistry.CachedSchemaRegistryClient(new Confluent.SchemaRegistry.SchemaRegistryConfig { Url = registry.Url }))
-        {
-            await client.RegisterSchemaAsync("orders-value", new Confluent.SchemaRegistry.Schema(Order._SCHEMA.ToString(), Confluent.SchemaRegistry.SchemaType.Avro));
-        }
+        await RegisterOrdersValueAsync(registry);
 
         using var host = Host(new LogCapture(), $$""" "Url": "{{registry.Url}}", "AutoRegisterSchemas": false, "UseLatestVersion": true, "RequiredSubjects": [ "orders-value", "orders-key", "payments-value" ] """);
 
@@ -105,10 +102,7 @@ public sealed class StartCheckTests
     public async Task HostStart_RequiredSubjectsPresent_StartsHealthy()
     {
         await using var registry = EmbeddedSchemaRegistry.Start();
-        using (var client = new Confluent.SchemaRegistry.CachedSchemaRegistryClient(new Confluent.SchemaRegistry.SchemaRegistryConfig { Url = registry.Url }))
-        {
-            await client.RegisterSchemaAsync("orders-value", new Confluent.SchemaRegistry.Schema(Order._SCHEMA.ToString(), Confluent.SchemaRegistry.SchemaType.Avro));
-        }
+        await RegisterOrdersValueAsync(registry);
 
         var logs = new LogCapture();
         using var host = Host(logs, $$""" "Url": "{{registry.Url}}", "AutoRegisterSchemas": false, "RequiredSubjects": [ "orders-value" ] """);
@@ -122,6 +116,12 @@ public sealed class StartCheckTests
             Assert.That(health.Status, Is.EqualTo(HealthStatus.Healthy));
             Assert.That(logs.Entries.Single(e => e.Id == 4131).Message, Does.Contain(registry.Url).And.Contain("1"));
         });
+    }
+
+    private static async Task RegisterOrdersValueAsync(EmbeddedSchemaRegistry registry)
+    {
+        using var client = new Confluent.SchemaRegistry.CachedSchemaRegistryClient(new Confluent.SchemaRegistry.SchemaRegistryConfig { Url = registry.Url });
+        await client.RegisterSchemaAsync("orders-value", new Confluent.SchemaRegistry.Schema(Order._SCHEMA.ToString(), Confluent.SchemaRegistry.SchemaType.Avro));
     }
 
     private static IHost Host(LogCapture logs, string registry)
