@@ -2,6 +2,8 @@ using Confluent.SchemaRegistry;
 using KafkaKit.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -19,8 +21,23 @@ public static partial class SchemaRegistryKafkaKitBuilderExtensions
     /// <c>IConfiguration</c> (then <paramref name="configure"/>), validated when the host starts (every problem listed
     /// in one <see cref="OptionsValidationException"/>), and a singleton <see cref="ISchemaRegistryClient"/> (Confluent's
     /// <see cref="CachedSchemaRegistryClient"/>: schemas and ids are cached, each looked up once) unless one is
-    /// registered already. Producers and consumers use it through <c>UseAvro(sp)</c> / <c>UseJsonSchema(sp)</c>.
+    /// registered already. Producers and consumers use it through <c>UseAvro(sp)</c> / <c>UseJsonSchema(sp)</c> (and
+    /// <c>UseAvroKey(sp)</c> / <c>UseJsonSchemaKey(sp)</c> for keys).
     /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Start check: when the host starts, before any hosted service starts (<see cref="IHostedLifecycleService.StartingAsync"/>),
+    /// the registry is asked once (<c>GET /config</c>, then, with <see cref="SchemaRegistryOptions.AutoRegisterSchemas"/>
+    /// off, <c>GET /subjects/{subject}/versions</c> for each of <see cref="SchemaRegistryOptions.RequiredSubjects"/>), each
+    /// request bounded by <see cref="SchemaRegistryOptions.RequestTimeout"/> or 10 s, whichever is shorter.
+    /// Refused credentials (401/403) and missing required subjects fail the start with one
+    /// <see cref="OptionsValidationException"/> listing every problem (the URL without credentials, the subject, what to do).
+    /// An unreachable registry (connection refused, timeout, 5xx) does not: it is logged as a warning (event 4130) and
+    /// the health check <c>kafkakit-schema-registry</c> (tag <c>ready</c>, added here) reports Degraded until the registry
+    /// answers (it asks again, 2 s at most, while Degraded), because a registry that is down at deploy time is usually
+    /// back a minute later and every serde call retries it (producers within <c>MaxBlock</c>, consumers by pausing).
+    /// </para>
+    /// </remarks>
     /// <param name="builder">The KafkaKit builder.</param>
     /// <param name="configure">Optional: changes after binding (e.g. the URL of an embedded registry in tests).</param>
     /// <returns>The builder.</returns>
@@ -36,6 +53,18 @@ public static partial class SchemaRegistryKafkaKitBuilderExtensions
 
         options.ValidateOnStart();
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SchemaRegistryOptions>, Validator>());
+        if (!builder.Services.Any(d => d.ServiceType == typeof(SchemaRegistryStartCheck)))
+        {
+            builder.Services.AddSingleton(sp => new SchemaRegistryStartCheck(
+                sp.GetRequiredService<ISchemaRegistryClient>(),
+                sp.GetRequiredService<IOptions<SchemaRegistryOptions>>(),
+                (sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("KafkaKit.SchemaRegistry"),
+                sp.GetService<TimeProvider>() ?? TimeProvider.System));
+            builder.Services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<SchemaRegistryStartCheck>());
+            builder.Services.AddHealthChecks().Add(new HealthCheckRegistration(
+                "kafkakit-schema-registry", sp => sp.GetRequiredService<SchemaRegistryStartCheck>(), failureStatus: null, ["ready"]));
+        }
+
         builder.Services.TryAddSingleton<ISchemaRegistryClient>(sp =>
         {
             var registry = sp.GetRequiredService<IOptions<SchemaRegistryOptions>>().Value;

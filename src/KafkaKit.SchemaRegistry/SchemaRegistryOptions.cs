@@ -44,6 +44,15 @@ public sealed class SchemaRegistryOptions
     /// </summary>
     public bool UseLatestVersion { get; set; }
 
+    /// <summary>
+    /// Gets the subjects that must exist in the registry when the host starts while <see cref="AutoRegisterSchemas"/> is
+    /// off (e.g. <c>orders-value</c>, <c>orders-key</c>): a missing one fails the start, naming it. Producers declare no
+    /// topics, so list here the subjects they write (with the default strategy <c>&lt;topic&gt;-value</c> and, for
+    /// <c>UseAvroKey</c>/<c>UseJsonSchemaKey</c>, <c>&lt;topic&gt;-key</c>). Not checked with auto-registration on (the
+    /// first produce registers them). Default: none.
+    /// </summary>
+    public IList<string> RequiredSubjects { get; } = new List<string>();
+
     /// <summary>Gets or sets the timeout of one registry request (<c>schema.registry.request.timeout.ms</c>), 1 ms to 5 min. Default 30 s.</summary>
     public TimeSpan RequestTimeout { get; set; } = DefaultRequestTimeout;
 
@@ -88,6 +97,11 @@ public sealed class SchemaRegistryOptions
             problems.Add("KafkaKit:SchemaRegistry:UseLatestVersion is true while AutoRegisterSchemas is true (its default): set AutoRegisterSchemas to false to write with the latest registered version.");
         }
 
+        foreach (var subject in RequiredSubjects.Where(string.IsNullOrWhiteSpace))
+        {
+            problems.Add($"KafkaKit:SchemaRegistry:RequiredSubjects has an empty entry ('{subject}'); give subject names such as orders-value.");
+        }
+
         if (RequestTimeout <= TimeSpan.Zero || RequestTimeout > TimeSpan.FromMinutes(5))
         {
             problems.Add($"KafkaKit:SchemaRegistry:RequestTimeout is {RequestTimeout}; allowed: 1 ms to 5 min.");
@@ -117,6 +131,11 @@ public sealed class SchemaRegistryOptions
             $"UseLatestVersion={UseLatestVersion}",
             $"RequestTimeout={RequestTimeout.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} ms",
         };
+        if (RequiredSubjects.Count > 0)
+        {
+            parts.Add($"RequiredSubjects=[{string.Join(" ", RequiredSubjects)}]");
+        }
+
         parts.AddRange(Config.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={(IsSecret(p.Key) ? "***" : p.Value)}"));
         return string.Join(", ", parts);
     }

@@ -49,15 +49,16 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
 
     public ValueTask EnqueueAsync(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null, CancellationToken cancellationToken = default)
     {
-        var serialized = SerializeAsync(topic, message, cancellationToken);
-        return serialized.IsCompletedSuccessfully
+        // Not completed: the slow path enqueues too (one state machine for both; its task backs the returned ValueTask).
+        var serialized = SerializeAsync(topic, message, enqueue: true, onDelivery, cancellationToken, out var enqueuing);
+        return !enqueuing && serialized.IsCompletedSuccessfully
             ? _core.EnqueueAsync(topic, serialized.Result, onDelivery, cancellationToken)
-            : EnqueueAfterAsync(serialized, topic, onDelivery, cancellationToken);
+            : new ValueTask(serialized.AsTask());
     }
 
     public bool TryEnqueue(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null)
     {
-        var serialized = SerializeAsync(topic, message, CancellationToken.None);
+        var serialized = SerializeAsync(topic, message, enqueue: false, null, CancellationToken.None, out _);
         if (serialized.IsCompleted)
         {
 #pragma warning disable VSTHRD002 // completed: GetResult returns (or throws) at once
@@ -65,10 +66,13 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
 #pragma warning restore VSTHRD002
         }
 
-        // TryEnqueue never waits: the serializer is still at work (e.g. the schema id is not cached yet). Its outcome is
-        // observed here; the look-up it started warms the cache for a later call.
+        // TryEnqueue never waits, and the serializer is still at work (Confluent's registry serdes always finish on
+        // another thread, even with the schema id cached). A false would say "queue full" when it is not, so the caller is
+        // told to use EnqueueAsync instead. The started call's outcome is observed (a late failure is not unobserved).
         _ = serialized.AsTask().ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return false;
+        throw new NotSupportedException(
+            $"TryEnqueue cannot be used on producer '{Name}': its asynchronous {(_key is not null && _value is not null ? "key and value serializers" : _key is not null ? "key serializer" : "value serializer")} did not complete without waiting (schema registry serializers such as Avro or JSON Schema never do), and TryEnqueue never waits. "
+            + "Use EnqueueAsync: it completes synchronously when the serializer and the queue allow, and otherwise waits asynchronously (no thread blocked) within MaxBlock.");
     }
 
     public ValueTask<DeliveryResult<TKey, TValue>> ProduceAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken = default)
@@ -76,7 +80,7 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
         ValueTask<Message<TKey, TValue>> serialized;
         try
         {
-            serialized = SerializeAsync(topic, message, cancellationToken);
+            serialized = SerializeAsync(topic, message, enqueue: false, null, cancellationToken, out _);
         }
         catch (Exception e)
         {
@@ -94,15 +98,17 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
 
     public ValueTask DisposeAsync() => _core.DisposeAsync();
 
-    private async ValueTask EnqueueAfterAsync(ValueTask<Message<TKey, TValue>> serialized, string topic, Action<DeliveryReport<TKey, TValue>>? onDelivery, CancellationToken cancellationToken) =>
-        await _core.EnqueueAsync(topic, await serialized.ConfigureAwait(false), onDelivery, cancellationToken).ConfigureAwait(false);
-
     private async ValueTask<DeliveryResult<TKey, TValue>> ProduceAfterAsync(ValueTask<Message<TKey, TValue>> serialized, string topic, CancellationToken cancellationToken) =>
         await _core.ProduceAsync(topic, await serialized.ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
 
-    /// <summary>Serializes the async components into a copy of the message that carries their bytes in its headers.</summary>
-    private ValueTask<Message<TKey, TValue>> SerializeAsync(string topic, Message<TKey, TValue> message, CancellationToken cancellationToken)
+    /// <summary>
+    /// Serializes the async components into a copy of the message that carries their bytes in its headers. When the
+    /// serializers have not completed and <paramref name="enqueue"/> is set, the returned task also enqueues the message
+    /// (<paramref name="enqueuing"/> is then true, also if that task happened to complete at once).
+    /// </summary>
+    private ValueTask<Message<TKey, TValue>> SerializeAsync(string topic, Message<TKey, TValue> message, bool enqueue, Action<DeliveryReport<TKey, TValue>>? onDelivery, CancellationToken cancellationToken, out bool enqueuing)
     {
+        enqueuing = false;
         ArgumentException.ThrowIfNullOrEmpty(topic);
         ArgumentNullException.ThrowIfNull(message);
         if (_core.FatalError is { } fatal)
@@ -136,10 +142,11 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
             return new ValueTask<Message<TKey, TValue>>(carrier);
         }
 
-        return SerializeSlowAsync(key, value, topic, carrier, cancellationToken);
+        enqueuing = enqueue;
+        return SerializeSlowAsync(key, value, topic, carrier, enqueue, onDelivery, cancellationToken);
     }
 
-    private async ValueTask<Message<TKey, TValue>> SerializeSlowAsync(Task<byte[]>? key, Task<byte[]>? value, string topic, Message<TKey, TValue> carrier, CancellationToken cancellationToken)
+    private async ValueTask<Message<TKey, TValue>> SerializeSlowAsync(Task<byte[]>? key, Task<byte[]>? value, string topic, Message<TKey, TValue> carrier, bool enqueue, Action<DeliveryReport<TKey, TValue>>? onDelivery, CancellationToken cancellationToken)
     {
         var headers = (SerializedHeaders)carrier.Headers;
         var started = _timeProvider.GetTimestamp();
@@ -155,24 +162,25 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
                 component = MessageComponentType.Value;
                 left = _options.MaxBlock - _timeProvider.GetElapsedTime(started);
                 headers.ValueBytes = value is null ? null : await BoundedAsync(value, left, cancellationToken).ConfigureAwait(false);
-                if (Interlocked.Read(ref _unavailableSince) != 0)
-                {
-                    Recovered(topic);
-                }
-
-                return carrier;
+                break;
             }
-            catch (SerializationUnavailableException e)
+            catch (Exception e) when (e is SerializationUnavailableException or TimeoutException)
             {
+                var unavailable = e as SerializationUnavailableException ?? Abandoned(key, value, e);
                 Interlocked.CompareExchange(ref _unavailableSince, _timeProvider.GetUtcNow().UtcTicks, 0);
                 var waited = _timeProvider.GetElapsedTime(started);
                 if (_options.Backpressure == ProducerBackpressure.Fail || waited + delay > _options.MaxBlock)
                 {
-                    SerializationLog.ProduceUnavailable(_logger, Name, topic, waited, e.Message);
-                    throw;
+                    SerializationLog.ProduceUnavailable(_logger, Name, topic, waited, unavailable.Message);
+                    if (ReferenceEquals(unavailable, e))
+                    {
+                        throw;
+                    }
+
+                    throw unavailable;
                 }
 
-                SerializationLog.ProduceWaiting(_logger, Name, topic, delay, e.Message);
+                SerializationLog.ProduceWaiting(_logger, Name, topic, delay, unavailable.Message);
                 await Task.Delay(delay, _timeProvider, cancellationToken).ConfigureAwait(false);
                 delay = SerdesBackoff.Next(delay);
 
@@ -189,20 +197,37 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
                 throw Translate(e, component, topic, carrier);
             }
         }
+
+        if (Interlocked.Read(ref _unavailableSince) != 0)
+        {
+            Recovered(topic);
+        }
+
+        // Outside the loop: the core's own exceptions (queue full, cancelled, refused) are not serialization failures.
+        if (enqueue)
+        {
+            await _core.EnqueueAsync(topic, carrier, onDelivery, cancellationToken).ConfigureAwait(false);
+        }
+
+        return carrier;
     }
 
-    private async Task<byte[]> BoundedAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken)
+    /// <summary>
+    /// The serializer's task bounded by what is left of MaxBlock (a <see cref="TimeoutException"/> when it runs out); the
+    /// task itself when it has completed. No state machine of its own: awaited directly by the serialization loop.
+    /// </summary>
+    private Task<byte[]> BoundedAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken) =>
+        serializing.IsCompleted ? serializing : serializing.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken);
+
+    /// <summary>Observes the abandoned calls' outcomes (a late failure is not an unobserved task exception) and says why they were abandoned.</summary>
+    private SerializationUnavailableException Abandoned(Task<byte[]>? key, Task<byte[]>? value, Exception timeout)
     {
-        try
+        foreach (var serializing in new[] { key, value })
         {
-            return await serializing.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken).ConfigureAwait(false);
+            _ = serializing?.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
-        catch (TimeoutException e)
-        {
-            // The abandoned call's outcome is observed, so a late failure is not an unobserved task exception.
-            _ = serializing.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            throw new SerializationUnavailableException($"The serializer did not complete within MaxBlock ({_options.MaxBlock}); its service is slow or unreachable.", e);
-        }
+
+        return new SerializationUnavailableException($"The serializer did not complete within MaxBlock ({_options.MaxBlock}); its service is slow or unreachable.", timeout);
     }
 
     private void Recovered(string topic)

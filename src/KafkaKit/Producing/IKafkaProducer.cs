@@ -62,6 +62,11 @@ public interface IKafkaProducer<TKey, TValue> : IAsyncDisposable
     /// <exception cref="ArgumentException"><paramref name="topic"/> is null or empty.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="message"/> is null.</exception>
     /// <exception cref="ProduceException{TKey, TValue}">Serialization failed or librdkafka refused the message.</exception>
+    /// <exception cref="NotSupportedException">
+    /// The producer has an asynchronous serializer (<see cref="IAsyncSerializer{T}"/>) that did not complete without
+    /// waiting, as Confluent's Schema Registry serializers (Avro, JSON Schema) never do: nothing was enqueued; use
+    /// <see cref="EnqueueAsync"/>.
+    /// </exception>
     /// <exception cref="ProducerFaultedException">The producer hit a fatal error earlier.</exception>
     /// <exception cref="ObjectDisposedException">The producer was disposed.</exception>
     bool TryEnqueue(string topic, Message<TKey, TValue> message, Action<DeliveryReport<TKey, TValue>>? onDelivery = null);

@@ -117,6 +117,29 @@ public sealed class BadInputTests
     }
 
     [Test]
+    public async Task TryEnqueue_WithAvro_ThrowsNotSupportedNamingEnqueueAsync_NothingEnqueued()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        await using var registry = EmbeddedSchemaRegistry.Start();
+        cluster.CreateTopic("orders");
+        using var client = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = registry.Url });
+        await using var producer = new KafkaProducerBuilder<string, Order>("p", new KafkaProducerOptions { BootstrapServers = cluster.BootstrapServers })
+            .UseAvro(client, new SchemaRegistryOptions { Url = registry.Url })
+            .Build();
+        await producer.ProduceAsync("orders", new Message<string, Order> { Key = "warm", Value = new Order { Id = "warm" } });
+
+        // With the schema id cached, Confluent's serializer still completes on another thread.
+        var error = Assert.Throws<NotSupportedException>(() => producer.TryEnqueue("orders", new Message<string, Order> { Key = "k", Value = new Order { Id = "o" } }));
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(error!.Message, Does.Contain("EnqueueAsync").And.Contain("'p'").And.Contain("value serializer"));
+            Assert.That(await producer.FlushAsync(), Is.Zero);
+            Assert.That(Kit.EndOffset(cluster, "orders"), Is.EqualTo(1), "only the warm-up record");
+        });
+    }
+
+    [Test]
     public async Task Produce_UnreachableRegistryUrl_FailsTypedWithinMaxBlock()
     {
         await using var cluster = EmbeddedKafkaCluster.Start();

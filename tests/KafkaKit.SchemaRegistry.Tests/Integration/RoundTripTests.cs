@@ -54,6 +54,102 @@ public sealed class RoundTripTests
     }
 
     [Test]
+    public async Task AvroKeyAndValue_FromDiConfiguration_RoundTripsUnderKeyAndValueSubjects()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        await using var registry = EmbeddedSchemaRegistry.Start();
+        cluster.CreateTopic("orders");
+        var builder = Kit.NewHost(Kit.Settings(cluster, registry, "orders", "billing"));
+        builder.Services.AddSingleton<ReceivedPairs<OrderKey, Order>>();
+        builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit"))
+            .AddSchemaRegistry()
+            .AddProducer<OrderKey, Order>("orders", (sp, p) => p.UseAvroKey(sp).UseAvro(sp))
+            .AddConsumer<OrderKey, Order, PairHandler<OrderKey, Order>>("billing", (sp, c) => c.UseAvroKey(sp).UseAvro(sp));
+        using var host = builder.Build();
+        await host.StartAsync();
+
+        var producer = host.Services.GetRequiredService<IKafkaProducer<OrderKey, Order>>();
+        for (var i = 0; i < 10; i++)
+        {
+            await producer.ProduceAsync("orders", new Message<OrderKey, Order> { Key = new OrderKey { Customer = $"c{i}", Region = i % 3 }, Value = new Order { Id = $"o-{i}", Amount = i } });
+        }
+
+        var received = host.Services.GetRequiredService<ReceivedPairs<OrderKey, Order>>();
+        await Wait.ForAsync(() => received.Pairs.Count == 10, Long, "10 Avro keyed orders handled");
+        await host.StopAsync();
+
+        using var client = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = registry.Url });
+        var keySchema = await client.GetLatestSchemaAsync("orders-key");
+        var raw = Kit.Read(cluster, "orders", 1).Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(received.Pairs.Select(p => (p.Key.Customer, p.Key.Region, p.Value.Id)), Is.EquivalentTo(Enumerable.Range(0, 10).Select(i => ($"c{i}", i % 3, $"o-{i}"))));
+            Assert.That(registry.Subjects, Is.EquivalentTo(new[] { "orders-key", "orders-value" }));
+            Assert.That(keySchema.SchemaString, Does.Contain("OrderKey"));
+            Assert.That(raw.Message.Key![0], Is.Zero, "Confluent wire format in the key");
+            Assert.That(System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(raw.Message.Key.AsSpan(1, 4)), Is.EqualTo(keySchema.Id), "the key carries the id of the orders-key schema");
+        });
+    }
+
+    [Test]
+    public async Task AvroKeyOnly_StringValue_ValueKeepsUtf8Serde()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        await using var registry = EmbeddedSchemaRegistry.Start();
+        cluster.CreateTopic("orders");
+        using var client = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = registry.Url });
+        await using (var producer = new KafkaProducerBuilder<OrderKey, string>("p", new KafkaProducerOptions { BootstrapServers = cluster.BootstrapServers })
+            .UseAvroKey(client, new SchemaRegistryOptions { Url = registry.Url })
+            .Build())
+        {
+            await producer.ProduceAsync("orders", new Message<OrderKey, string> { Key = new OrderKey { Customer = "c", Region = 1 }, Value = "plain" });
+        }
+
+        var raw = Kit.Read(cluster, "orders", 1).Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(registry.Subjects, Is.EqualTo(new[] { "orders-key" }));
+            Assert.That(raw.Message.Key![0], Is.Zero);
+            Assert.That(System.Text.Encoding.UTF8.GetString(raw.Message.Value!), Is.EqualTo("plain"));
+        });
+    }
+
+    [Test]
+    public async Task JsonSchemaKeyAndValue_FromDiConfiguration_RoundTripsUnderKeyAndValueSubjects()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        await using var registry = EmbeddedSchemaRegistry.Start();
+        cluster.CreateTopic("shipments");
+        var builder = Kit.NewHost(Kit.Settings(cluster, registry, "shipments", "dispatch"));
+        builder.Services.AddSingleton<ReceivedPairs<ShipmentKey, Shipment>>();
+        builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit"))
+            .AddSchemaRegistry()
+            .AddProducer<ShipmentKey, Shipment>("shipments", (sp, p) => p.UseJsonSchemaKey(sp).UseJsonSchema(sp))
+            .AddConsumer<ShipmentKey, Shipment, PairHandler<ShipmentKey, Shipment>>("dispatch", (sp, c) => c.UseJsonSchemaKey(sp).UseJsonSchema(sp));
+        using var host = builder.Build();
+        await host.StartAsync();
+
+        var producer = host.Services.GetRequiredService<IKafkaProducer<ShipmentKey, Shipment>>();
+        for (var i = 0; i < 10; i++)
+        {
+            await producer.EnqueueAsync("shipments", new Message<ShipmentKey, Shipment> { Key = new ShipmentKey { Warehouse = $"w{i}", Lane = i }, Value = new Shipment { Id = $"s-{i}", Parcels = i } });
+        }
+
+        Assert.That(await producer.FlushAsync(), Is.Zero);
+        var received = host.Services.GetRequiredService<ReceivedPairs<ShipmentKey, Shipment>>();
+        await Wait.ForAsync(() => received.Pairs.Count == 10, Long, "10 JSON Schema keyed shipments handled");
+        await host.StopAsync();
+
+        using var client = new CachedSchemaRegistryClient(new SchemaRegistryConfig { Url = registry.Url });
+        Assert.Multiple(async () =>
+        {
+            Assert.That(received.Pairs.Select(p => (p.Key.Warehouse, p.Key.Lane, p.Value.Parcels)), Is.EquivalentTo(Enumerable.Range(0, 10).Select(i => ($"w{i}", i, i))));
+            Assert.That((await client.GetLatestSchemaAsync("shipments-key")).SchemaType, Is.EqualTo(SchemaType.Json));
+            Assert.That((await client.GetLatestSchemaAsync("shipments-key")).SchemaString, Does.Contain("Warehouse"));
+        });
+    }
+
+    [Test]
     public async Task JsonSchema_FromDiConfiguration_RoundTrips()
     {
         await using var cluster = EmbeddedKafkaCluster.Start();

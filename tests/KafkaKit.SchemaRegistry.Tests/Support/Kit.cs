@@ -86,3 +86,18 @@ internal sealed class CollectingHandler<T>(Received<T> received) : IKafkaMessage
         return ValueTask.CompletedTask;
     }
 }
+
+/// <summary>What keyed handlers saw (key and value), shared through DI.</summary>
+internal sealed class ReceivedPairs<TKey, TValue>
+{
+    public ConcurrentQueue<(TKey Key, TValue Value)> Pairs { get; } = new();
+}
+
+internal sealed class PairHandler<TKey, TValue>(ReceivedPairs<TKey, TValue> received) : IKafkaMessageHandler<TKey, TValue>
+{
+    public ValueTask HandleAsync(ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
+    {
+        received.Pairs.Enqueue((result.Message.Key, result.Message.Value));
+        return ValueTask.CompletedTask;
+    }
+}

@@ -108,3 +108,41 @@ public sealed class Shipment
 
     public int Parcels { get; set; }
 }
+
+/// <summary>An Avro key record (subject <c>&lt;topic&gt;-key</c>).</summary>
+public sealed class OrderKey : ISpecificRecord
+{
+    public static readonly Schema _SCHEMA = Schema.Parse(
+        """{"type":"record","name":"OrderKey","namespace":"kafkakit.tests","fields":[{"name":"customer","type":"string"},{"name":"region","type":"int"}]}""");
+
+    public string Customer { get; set; } = string.Empty;
+
+    public int Region { get; set; }
+
+    public Schema Schema => _SCHEMA;
+
+    public object Get(int fieldPos) => fieldPos switch
+    {
+        0 => Customer,
+        1 => Region,
+        _ => throw new AvroRuntimeException($"Bad index {fieldPos} in Get()"),
+    };
+
+    public void Put(int fieldPos, object fieldValue)
+    {
+        switch (fieldPos)
+        {
+            case 0: Customer = (string)fieldValue; break;
+            case 1: Region = (int)fieldValue; break;
+            default: throw new AvroRuntimeException($"Bad index {fieldPos} in Put()");
+        }
+    }
+}
+
+/// <summary>A JSON Schema key record.</summary>
+public sealed class ShipmentKey
+{
+    public string Warehouse { get; set; } = string.Empty;
+
+    public int Lane { get; set; }
+}
