@@ -23,7 +23,10 @@ public sealed class ConsumerKeyModeTests
     /// third member joins and leaves twice (with StopAsync, then with DisposeAsync alone). Every message is handled at
     /// least once; within each member's ownership of a partition every key's offsets increase; the committed offsets,
     /// sampled every 250 ms, never move backwards and reach the end. Re-deliveries are counted, not forbidden: on the
-    /// embedded cluster revoke-time commits are refused for the whole join phase.
+    /// embedded cluster revoke-time commits are refused for the whole join phase. Measured here: eager (Range) 94-116 %
+    /// re-deliveries against 36 % for Partition mode in this same test, cooperative 2-20 % against 11 %; the same with
+    /// MaxConcurrency 200 (so not the lanes' bound): Key mode works off the backlog of each eager round faster, and what
+    /// it handles while the cluster refuses commits comes again after the next round.
     /// </summary>
     [TestCase(PartitionAssignmentStrategy.Range)]
     [TestCase(PartitionAssignmentStrategy.CooperativeSticky)]
@@ -159,7 +162,7 @@ public sealed class ConsumerKeyModeTests
         await using var consumer = new KafkaConsumerBuilder<string, string>("key-slow", options)
             .SetHandler(async (r, ct) =>
             {
-                InterlockedMax(ref maxInFlight, Interlocked.Increment(ref inFlight));
+                ConsumerTestKit.InterlockedMax(ref maxInFlight, Interlocked.Increment(ref inFlight));
                 await Task.Delay(handler, ct);
                 Interlocked.Decrement(ref inFlight);
                 latencies.Enqueue(DateTime.UtcNow - r.Message.Timestamp.UtcDateTime);
@@ -241,7 +244,7 @@ public sealed class ConsumerKeyModeTests
         await using var consumer = new KafkaConsumerBuilder<string, string>("key-1000", options)
             .SetHandler(async (r, ct) =>
             {
-                InterlockedMax(ref maxInFlight, Interlocked.Increment(ref inFlight));
+                ConsumerTestKit.InterlockedMax(ref maxInFlight, Interlocked.Increment(ref inFlight));
                 if (!busyKeys.TryAdd(r.Message.Key, 0))
                 {
                     Interlocked.Increment(ref overlaps);
@@ -277,21 +280,6 @@ public sealed class ConsumerKeyModeTests
             Assert.That(committed, Is.EqualTo(ends), "committed offsets reach the end offsets");
             Assert.That(consumer.Fault, Is.Null);
         });
-    }
-
-    private static void InterlockedMax(ref int target, int value)
-    {
-        var seen = Volatile.Read(ref target);
-        while (value > seen)
-        {
-            var before = Interlocked.CompareExchange(ref target, value, seen);
-            if (before == seen)
-            {
-                return;
-            }
-
-            seen = before;
-        }
     }
 
     /// <summary>
