@@ -25,8 +25,8 @@ public sealed class ConsumerKeyModeTests
     /// sampled every 250 ms, never move backwards and reach the end. Re-deliveries are counted, not forbidden: on the
     /// embedded cluster revoke-time commits are refused for the whole join phase. Measured here: eager (Range) 94-116 %
     /// re-deliveries against 36 % for Partition mode in this same test, cooperative 2-20 % against 11 %; the same with
-    /// MaxConcurrency 200 (so not the lanes' bound): Key mode works off the backlog of each eager round faster, and what
-    /// it handles while the cluster refuses commits comes again after the next round.
+    /// MaxConcurrency 200 (so not the lanes' bound). Likely cause (not proven): Key mode works off the backlog of each
+    /// eager round faster, and what it handles while the cluster refuses commits comes again after the next round.
     /// </summary>
     [TestCase(PartitionAssignmentStrategy.Range)]
     [TestCase(PartitionAssignmentStrategy.CooperativeSticky)]
