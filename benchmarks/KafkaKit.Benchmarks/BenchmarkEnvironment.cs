@@ -60,7 +60,15 @@ internal static class BenchmarkEnvironment
     /// <param name="cluster">The cluster.</param>
     /// <param name="extra">More librdkafka properties, or none.</param>
     /// <returns>The producer.</returns>
-    public static IProducer<Null, byte[]> RawProducer(EmbeddedKafkaCluster cluster, params KeyValuePair<string, string>[] extra)
+    public static IProducer<Null, byte[]> RawProducer(EmbeddedKafkaCluster cluster, params KeyValuePair<string, string>[] extra) =>
+        RawProducer<Null>(cluster, extra);
+
+    /// <summary>Builds a raw Confluent producer of <typeparamref name="TKey"/> keys with the shared properties and quiet log/error handlers.</summary>
+    /// <typeparam name="TKey">The key type.</typeparam>
+    /// <param name="cluster">The cluster.</param>
+    /// <param name="extra">More librdkafka properties, or none.</param>
+    /// <returns>The producer.</returns>
+    public static IProducer<TKey, byte[]> RawProducer<TKey>(EmbeddedKafkaCluster cluster, params KeyValuePair<string, string>[] extra)
     {
         var config = new ProducerConfig { BootstrapServers = cluster.BootstrapServers };
         foreach (var (key, value) in ProducerProperties.Concat(extra))
@@ -68,7 +76,7 @@ internal static class BenchmarkEnvironment
             config.Set(key, value);
         }
 
-        return new ProducerBuilder<Null, byte[]>(config)
+        return new ProducerBuilder<TKey, byte[]>(config)
             .SetLogHandler(static (_, _) => { })
             .SetErrorHandler(static (_, _) => { })
             .Build();
@@ -141,8 +149,8 @@ internal static class BenchmarkEnvironment
     /// consume benchmarks can queue a batch outside the measurement and release it to the cluster with one flush.
     /// </summary>
     /// <param name="cluster">The cluster.</param>
-    /// <returns>The producer.</returns>
-    public static IProducer<Null, byte[]> HoldingProducer(EmbeddedKafkaCluster cluster) => RawProducer(
+    /// <returns>The producer (byte keys: null for unkeyed messages).</returns>
+    public static IProducer<byte[]?, byte[]> HoldingProducer(EmbeddedKafkaCluster cluster) => RawProducer<byte[]?>(
         cluster,
         new("linger.ms", "60000"),
         new("batch.num.messages", "1000000"),

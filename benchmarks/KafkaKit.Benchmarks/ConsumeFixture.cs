@@ -46,10 +46,10 @@ internal sealed class ConsumeFixture : IAsyncDisposable
     private readonly string _topic;
     private readonly int _partitions;
     private readonly int _messages;
-    private readonly Message<Null, byte[]> _message;
+    private readonly Message<byte[]?, byte[]>[] _batch; // message i of an invocation is _batch[i % length]
     private readonly TopicPartition[] _targets;
     private readonly EmbeddedKafkaCluster _cluster;
-    private readonly IProducer<Null, byte[]> _feeder;
+    private readonly IProducer<byte[]?, byte[]> _feeder;
     private Thread? _flushing;
     private IAsyncDisposable? _typed;
     private int _undelivered;
@@ -57,9 +57,18 @@ internal sealed class ConsumeFixture : IAsyncDisposable
     private long _handled;
     private long _target;
 
-    public ConsumeFixture(string topic, int partitions, int messagesPerInvocation, byte[]? value = null)
+    /// <summary>Initializes a new instance of the <see cref="ConsumeFixture"/> class: starts the cluster, creates the topic.</summary>
+    /// <param name="topic">The topic.</param>
+    /// <param name="partitions">Its partitions (message i of an invocation goes to partition i % partitions).</param>
+    /// <param name="messagesPerInvocation">Messages per invocation.</param>
+    /// <param name="value">The value of every message, or <see langword="null"/> for <see cref="BenchmarkEnvironment.NewValue"/>.</param>
+    /// <param name="keys">0 for messages without a key; otherwise message i has the key <c>k{i % keys}</c> (UTF-8).</param>
+    public ConsumeFixture(string topic, int partitions, int messagesPerInvocation, byte[]? value = null, int keys = 0)
     {
-        _message = new() { Value = value ?? BenchmarkEnvironment.NewValue() };
+        var bytes = value ?? BenchmarkEnvironment.NewValue();
+        _batch = keys == 0
+            ? [new() { Key = null, Value = bytes }]
+            : [.. Enumerable.Range(0, keys).Select(k => new Message<byte[]?, byte[]> { Key = System.Text.Encoding.UTF8.GetBytes("k" + k.ToString(System.Globalization.CultureInfo.InvariantCulture)), Value = bytes })];
         _topic = topic;
         _partitions = partitions;
         _messages = messagesPerInvocation;
@@ -88,10 +97,12 @@ internal sealed class ConsumeFixture : IAsyncDisposable
 
     /// <summary>Starts the KafkaKit consumer with <paramref name="handler"/>, waits for its assignment and lets it handle one warm-up batch.</summary>
     /// <param name="handler">The handler; it must call <see cref="Count"/> once per message, last.</param>
+    /// <param name="configure">Changes the shared consumer options (e.g. <see cref="KafkaConsumerOptions.Ordering"/>), or <see langword="null"/>.</param>
     /// <returns>A task that completes when warmed up.</returns>
-    public async Task StartKafkaKitAsync(Func<ConsumeResult<Ignore, byte[]>, CancellationToken, ValueTask> handler)
+    public async Task StartKafkaKitAsync(Func<ConsumeResult<Ignore, byte[]>, CancellationToken, ValueTask> handler, Action<KafkaConsumerOptions>? configure = null)
     {
         var options = BenchmarkEnvironment.KafkaKitConsumerOptions(_cluster, "bench-kafkakit-" + _topic, _topic);
+        configure?.Invoke(options);
         KafkaKit = new KafkaConsumerBuilder<Ignore, byte[]>("kafkakit-bench-consumer", options).SetHandler(handler).Build();
         await KafkaKit.StartAsync().ConfigureAwait(false);
         await BenchmarkEnvironment.JoinKafkaKitAsync(KafkaKit, _partitions).ConfigureAwait(false);
@@ -126,7 +137,7 @@ internal sealed class ConsumeFixture : IAsyncDisposable
         Volatile.Write(ref _target, Volatile.Read(ref _target) + _messages);
         for (var i = 0; i < _messages; i++)
         {
-            _feeder.Produce(_targets[i % _partitions], _message);
+            _feeder.Produce(_targets[i % _partitions], _batch[i % _batch.Length]);
         }
     }
 

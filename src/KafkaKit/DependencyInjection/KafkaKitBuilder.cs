@@ -114,6 +114,7 @@ public sealed class KafkaKitBuilder
                     var builder = new KafkaConsumerBuilder<TKey, TValue>(name, options.Consumers.TryGetValue(name, out var own) ? own : new KafkaConsumerOptions())
                         .SetShared(options)
                         .SetLoggerFactory(loggerFactory)
+                        .SetTimeProvider(sp.GetService<TimeProvider>() ?? TimeProvider.System)
                         .SetHandler((result, ct) => HandleAsync<TKey, TValue, THandler>(scopes, name, result, ct));
                     configure?.Invoke(sp, builder);
                     var consumer = builder.Build();

@@ -98,7 +98,7 @@ public sealed class ConsumerOrderingTests
             .SetHandler(async (r, ct) =>
             {
                 var now = Interlocked.Increment(ref inFlight);
-                InterlockedMax(ref maxInFlight, now);
+                ConsumerTestKit.InterlockedMax(ref maxInFlight, now);
                 await Task.Delay(1 + (int)(r.Offset.Value % 4), ct);
                 Interlocked.Decrement(ref inFlight);
                 handled.AddOrUpdate(r.Offset.Value, 1, (_, n) => n + 1);
@@ -244,19 +244,4 @@ public sealed class ConsumerOrderingTests
         Enumerable.Range(0, count).Select(i => Keyed("k" + (i % keys).ToString(CultureInfo.InvariantCulture), i.ToString(CultureInfo.InvariantCulture)));
 
     private static Message<string, string> Keyed(string key, string value) => new() { Key = key, Value = value };
-
-    private static void InterlockedMax(ref int target, int value)
-    {
-        var seen = Volatile.Read(ref target);
-        while (value > seen)
-        {
-            var before = Interlocked.CompareExchange(ref target, value, seen);
-            if (before == seen)
-            {
-                return;
-            }
-
-            seen = before;
-        }
-    }
 }

@@ -89,6 +89,22 @@ internal static class ConsumerTestKit
 
     public static string Format<TValue>(IReadOnlyDictionary<int, TValue> byPartition) =>
         string.Join(", ", byPartition.OrderBy(p => p.Key).Select(p => $"p{p.Key}={p.Value}"));
+
+    /// <summary>Raises <paramref name="target"/> to <paramref name="value"/> if that is higher (any thread; for a high-water mark such as calls in flight).</summary>
+    public static void InterlockedMax(ref int target, int value)
+    {
+        var seen = Volatile.Read(ref target);
+        while (value > seen)
+        {
+            var before = Interlocked.CompareExchange(ref target, value, seen);
+            if (before == seen)
+            {
+                return;
+            }
+
+            seen = before;
+        }
+    }
 }
 
 /// <summary>One handler call as a test saw it.</summary>

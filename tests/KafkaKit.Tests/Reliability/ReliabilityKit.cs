@@ -101,7 +101,9 @@ internal sealed class Ledger
 /// <summary>
 /// Produces numbered messages from a background task at a steady pace with a raw Confluent producer (the consumer is
 /// the system under test): message n has key n (decimal text), the value <c>value(n)</c> and goes to partition
-/// n % partitions, so every partition receives the stream in order. <see cref="StopAsync"/> confirms every delivery.
+/// n % partitions, so every partition receives the stream in order. With <c>keys</c> above 0, message n has the key
+/// <c>k{n % keys}</c> instead and goes to partition (n % keys) % partitions (each key in one partition; the value
+/// carries the sequence number). <see cref="StopAsync"/> confirms every delivery.
 /// </summary>
 internal sealed class NumberedStream : IAsyncDisposable
 {
@@ -109,17 +111,19 @@ internal sealed class NumberedStream : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _run;
     private readonly int _partitions;
+    private readonly int _keys;
     private long _produced;
     private long _failed;
 
-    public NumberedStream(EmbeddedKafkaCluster cluster, string topic, int partitions, Func<long, string>? value = null, int messagesPerTick = 2, TimeSpan? tick = null)
-        : this(cluster.BootstrapServers, topic, partitions, value, messagesPerTick, tick)
+    public NumberedStream(EmbeddedKafkaCluster cluster, string topic, int partitions, Func<long, string>? value = null, int messagesPerTick = 2, TimeSpan? tick = null, int keys = 0)
+        : this(cluster.BootstrapServers, topic, partitions, value, messagesPerTick, tick, keys)
     {
     }
 
-    public NumberedStream(string bootstrapServers, string topic, int partitions, Func<long, string>? value = null, int messagesPerTick = 2, TimeSpan? tick = null)
+    public NumberedStream(string bootstrapServers, string topic, int partitions, Func<long, string>? value = null, int messagesPerTick = 2, TimeSpan? tick = null, int keys = 0)
     {
         _partitions = partitions;
+        _keys = keys;
         _producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = bootstrapServers, LingerMs = 5 })
             .SetLogHandler(static (_, _) => { })
             .Build();
@@ -130,7 +134,10 @@ internal sealed class NumberedStream : IAsyncDisposable
     public long Produced => Interlocked.Read(ref _produced);
 
     /// <summary>Gets the partition of message <paramref name="seq"/>.</summary>
-    public int PartitionOf(long seq) => (int)(seq % _partitions);
+    public int PartitionOf(long seq) => (int)((_keys > 0 ? seq % _keys : seq) % _partitions);
+
+    /// <summary>Gets the key of message <paramref name="seq"/>.</summary>
+    public string KeyOf(long seq) => _keys > 0 ? "k" + (seq % _keys).ToString(CultureInfo.InvariantCulture) : seq.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Stops producing and waits until every message is delivered.</summary>
     /// <returns>The number of messages produced.</returns>
@@ -176,7 +183,7 @@ internal sealed class NumberedStream : IAsyncDisposable
                     var n = Interlocked.Read(ref _produced);
                     _producer.Produce(
                         new TopicPartition(topic, PartitionOf(n)),
-                        new Message<string, string> { Key = n.ToString(CultureInfo.InvariantCulture), Value = value(n) },
+                        new Message<string, string> { Key = KeyOf(n), Value = value(n) },
                         report =>
                         {
                             if (report.Error.IsError)

@@ -76,11 +76,16 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         var value = _valueDeserializer is AsyncDeserializer<TValue> asyncValue
             ? await asyncValue.Inner.DeserializeAsync(message.Value, message.Value is null, valueContext).ConfigureAwait(false)
             : _valueDeserializer.Deserialize(message.Value, message.Value is null, valueContext);
-        return new ConsumeResult<TKey, TValue>
-        {
-            TopicPartitionOffset = raw.TopicPartitionOffset,
-            LeaderEpoch = raw.LeaderEpoch,
-            Message = new Message<TKey, TValue> { Key = key, Value = value, Headers = message.Headers, Timestamp = message.Timestamp },
-        };
+        return Typed(raw, key, value);
     }
+
+    /// <summary>The deserialized record of <paramref name="raw"/>: its position, headers and timestamp with <paramref name="key"/> and <paramref name="value"/>.</summary>
+    private static ConsumeResult<TKey, TValue> Typed(ConsumeResult<byte[]?, byte[]?> raw, TKey key, TValue value) => new()
+    {
+        Topic = raw.Topic, // not TopicPartitionOffset: its getter allocates one per record
+        Partition = raw.Partition,
+        Offset = raw.Offset,
+        LeaderEpoch = raw.LeaderEpoch,
+        Message = new Message<TKey, TValue> { Key = key, Value = value, Headers = raw.Message.Headers, Timestamp = raw.Message.Timestamp },
+    };
 }

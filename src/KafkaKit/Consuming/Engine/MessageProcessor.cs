@@ -187,12 +187,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         var message = raw.Message;
         var key = _keyDeserializer.Deserialize(message.Key, message.Key is null, new SerializationContext(MessageComponentType.Key, raw.Topic, message.Headers));
         var value = _valueDeserializer.Deserialize(message.Value, message.Value is null, new SerializationContext(MessageComponentType.Value, raw.Topic, message.Headers));
-        return new ConsumeResult<TKey, TValue>
-        {
-            TopicPartitionOffset = raw.TopicPartitionOffset,
-            LeaderEpoch = raw.LeaderEpoch,
-            Message = new Message<TKey, TValue> { Key = key, Value = value, Headers = message.Headers, Timestamp = message.Timestamp },
-        };
+        return Typed(raw, key, value);
     }
 
     private async ValueTask<bool> FailAsync(ConsumeResult<byte[]?, byte[]?> raw, Exception error, string stage, CancellationToken cancellationToken)

@@ -10,11 +10,16 @@ namespace KafkaKit.Consuming;
 /// <remarks>
 /// <para>
 /// Threads: <see cref="Track"/>, <see cref="TakeStore"/>, <see cref="MarkStored"/> and <see cref="Release"/> run on the
-/// poll thread; <see cref="Complete"/> runs wherever a message finishes (the thread pool). One lock guards the state; in
-/// offset-order dispatch the finished message is always the oldest pending one, so each call is O(1); with concurrent
+/// poll thread; <see cref="Complete"/> runs wherever a message finishes (the thread pool). One lock guards the state; with concurrent
 /// dispatch (<see cref="ConsumerOrdering.Key"/>, <see cref="ConsumerOrdering.Unordered"/>) the message is found by binary
 /// search while the pending offsets ascend (always, unless the fetch position moved back), so a long-running oldest
 /// message does not make each completion scan everything pending behind it.
+/// </para>
+/// <para>
+/// Created <c>inOrder</c> (<see cref="ConsumerOrdering.Partition"/>: one message at a time in dispatch order), the
+/// finished message is always the oldest pending one, so the tracker keeps two counters and the committable offset
+/// instead of the list and the lock (no lock on the per-message path); the caller guarantees that completions come one
+/// at a time in dispatch order. The committable offset is the same as the list would give.
 /// </para>
 /// <para>
 /// Contiguity follows dispatch order, not offset arithmetic: Kafka offsets have gaps (compaction, transaction markers),
@@ -27,14 +32,22 @@ internal sealed class OffsetTracker
 {
     private readonly object _gate = new();
     private readonly List<(long Offset, bool Done)> _pending = []; // dispatch order; [_head..] are pending
+    private readonly bool _inOrder; // completions come one at a time in dispatch order: counters, no list, no lock
     private int _head;
     private long _committable = Offset.Unset.Value;
     private bool _released;
     private bool _ascending = true; // the pending offsets ascend: Complete may search them
+    private long _tracked; // in order: messages tracked (poll thread)
+    private long _completed; // in order: messages completed (one completion at a time)
 
     /// <summary>Initializes a new instance of the <see cref="OffsetTracker"/> class.</summary>
     /// <param name="partition">The partition.</param>
-    public OffsetTracker(TopicPartition partition) => Partition = partition;
+    /// <param name="inOrder">Whether messages complete one at a time in the order they were tracked (see the remarks).</param>
+    public OffsetTracker(TopicPartition partition, bool inOrder = false)
+    {
+        Partition = partition;
+        _inOrder = inOrder;
+    }
 
     /// <summary>Gets the partition.</summary>
     public TopicPartition Partition { get; }
@@ -44,6 +57,11 @@ internal sealed class OffsetTracker
     {
         get
         {
+            if (_inOrder)
+            {
+                return Volatile.Read(ref _committable);
+            }
+
             lock (_gate)
             {
                 return _committable;
@@ -59,6 +77,11 @@ internal sealed class OffsetTracker
     {
         get
         {
+            if (_inOrder)
+            {
+                return (int)(Volatile.Read(ref _tracked) - Volatile.Read(ref _completed));
+            }
+
             lock (_gate)
             {
                 return _pending.Count - _head;
@@ -70,6 +93,12 @@ internal sealed class OffsetTracker
     /// <param name="offset">The message's offset.</param>
     public void Track(long offset)
     {
+        if (_inOrder)
+        {
+            Volatile.Write(ref _tracked, _tracked + 1); // only the poll thread writes it
+            return;
+        }
+
         lock (_gate)
         {
             if (_pending.Count > _head && _pending[^1].Offset >= offset)
@@ -86,6 +115,22 @@ internal sealed class OffsetTracker
     /// <returns><see langword="false"/> when no unfinished tracked message has this offset (nothing changed).</returns>
     public bool Complete(long offset)
     {
+        if (_inOrder)
+        {
+            if (_completed >= Volatile.Read(ref _tracked))
+            {
+                return false;
+            }
+
+            Volatile.Write(ref _completed, _completed + 1); // one completion at a time writes it
+            if (offset + 1 > _committable)
+            {
+                Volatile.Write(ref _committable, offset + 1); // never backwards (the fetch position may have moved back)
+            }
+
+            return true;
+        }
+
         lock (_gate)
         {
             var index = _ascending ? Search(offset) : Scan(offset);

@@ -25,7 +25,7 @@ internal sealed partial class PartitionWorker
         Partition = partition;
         _ordering = ordering;
         _maxInFlight = maxInFlight;
-        Offsets = new OffsetTracker(partition);
+        Offsets = new OffsetTracker(partition, inOrder: ordering == ConsumerOrdering.Partition);
 
         // Unbounded: the poll thread bounds it (pausing the partition); a message already fetched is never refused.
         _buffer = Channel.CreateUnbounded<ConsumeResult<byte[]?, byte[]?>>(new UnboundedChannelOptions
@@ -68,8 +68,9 @@ internal sealed partial class PartitionWorker
         long size = 128 + (message.Key?.Length ?? 0) + (message.Value?.Length ?? 0);
         if (message.Headers is { } headers)
         {
-            foreach (var header in headers)
+            for (var i = 0; i < headers.Count; i++) // by index: Headers' enumerator is a class (an allocation per message, twice)
             {
+                var header = headers[i];
                 size += 32 + header.Key.Length + (header.GetValueBytes()?.Length ?? 0);
             }
         }

@@ -7,20 +7,22 @@ public sealed class OffsetTrackerTests
 {
     private static readonly TopicPartition Partition = new("orders", 3);
 
-    [Test]
-    public void Committable_NothingFinished_IsUnset()
+    [TestCase(false)]
+    [TestCase(true)] // the lock-free tracker of Partition mode: the same offsets for completions in dispatch order
+    public void Committable_NothingFinished_IsUnset(bool inOrder)
     {
-        var tracker = new OffsetTracker(Partition);
+        var tracker = new OffsetTracker(Partition, inOrder);
         tracker.Track(0);
 
         Assert.That(tracker.Committable, Is.EqualTo(Offset.Unset.Value));
         Assert.That(tracker.TakeStore(out _), Is.False);
     }
 
-    [Test]
-    public void Complete_InOrder_CommittableIsLastPlusOne()
+    [TestCase(false)]
+    [TestCase(true)] // the lock-free tracker of Partition mode: the same offsets for completions in dispatch order
+    public void Complete_InOrder_CommittableIsLastPlusOne(bool inOrder)
     {
-        var tracker = new OffsetTracker(Partition);
+        var tracker = new OffsetTracker(Partition, inOrder);
         foreach (var offset in new long[] { 5, 6, 7 })
         {
             tracker.Track(offset);
@@ -86,10 +88,11 @@ public sealed class OffsetTrackerTests
         Assert.That(tracker.Committable, Is.EqualTo(Offset.Unset.Value));
     }
 
-    [Test]
-    public void Track_PositionMovedBack_CommittableDoesNotMoveBackwards()
+    [TestCase(false)]
+    [TestCase(true)] // the lock-free tracker of Partition mode: the same offsets for completions in dispatch order
+    public void Track_PositionMovedBack_CommittableDoesNotMoveBackwards(bool inOrder)
     {
-        var tracker = new OffsetTracker(Partition);
+        var tracker = new OffsetTracker(Partition, inOrder);
         tracker.Track(20);
         tracker.Track(21);
         tracker.Complete(20);
@@ -112,10 +115,11 @@ public sealed class OffsetTrackerTests
         }
     }
 
-    [Test]
-    public void TakeStore_StoredOrReleased_NothingToStore()
+    [TestCase(false)]
+    [TestCase(true)] // the lock-free tracker of Partition mode: the same offsets for completions in dispatch order
+    public void TakeStore_StoredOrReleased_NothingToStore(bool inOrder)
     {
-        var tracker = new OffsetTracker(Partition);
+        var tracker = new OffsetTracker(Partition, inOrder);
         tracker.Track(0);
         tracker.Track(1);
         tracker.Complete(0);
