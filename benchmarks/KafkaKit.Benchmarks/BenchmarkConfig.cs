@@ -3,6 +3,7 @@ using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Filters;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
@@ -13,14 +14,21 @@ namespace KafkaKit.Benchmarks;
 /// <summary>The BenchmarkDotNet configuration of the short (CI) and full jobs.</summary>
 internal static class BenchmarkConfig
 {
+    /// <summary>
+    /// The category of benchmarks whose cases take minutes (handlers that wait, delayed retries): the short job leaves
+    /// them out unless <c>--filter</c> names them.
+    /// </summary>
+    public const string Long = "Long";
+
     /// <summary>Creates the configuration.</summary>
     /// <param name="shortRun">
     /// <see langword="true"/> for the CI smoke job: 1 warm-up and 3 measured iterations, in process (no generated project
     /// to build; librdkafka's native library loads in the host like in any app). <see langword="false"/> for the full job:
     /// 3 warm-ups and 15 iterations in a separate process per benchmark case (BenchmarkDotNet's default toolchain).
     /// </param>
+    /// <param name="skipLong">Leaves out the benchmarks of the <see cref="Long"/> category (the CI job without a filter).</param>
     /// <returns>The configuration.</returns>
-    public static IConfig Create(bool shortRun)
+    public static IConfig Create(bool shortRun, bool skipLong = false)
     {
         // Every invocation is a whole batch (OperationsPerInvoke = messages per batch) with its own flush or wait, so one
         // invocation per iteration; no pilot stage, no unrolling. Iteration setups run outside the measurement.
@@ -36,7 +44,13 @@ internal static class BenchmarkConfig
             job = job.WithToolchain(new InProcessEmitToolchain(TimeSpan.FromMinutes(20), logOutput: true));
         }
 
-        return ManualConfig.Create(DefaultConfig.Instance)
+        var config = ManualConfig.Create(DefaultConfig.Instance);
+        if (skipLong)
+        {
+            config.AddFilter(new SimpleFilter(c => !c.Descriptor.Categories.Contains(Long, StringComparer.OrdinalIgnoreCase)));
+        }
+
+        return config
             .AddJob(job)
             .AddDiagnoser(MemoryDiagnoser.Default)
             .AddDiagnoser(new ExceptionDiagnoser(new ExceptionDiagnoserConfig(displayExceptionsIfZeroValue: true)))

@@ -20,6 +20,7 @@ namespace KafkaKit.Benchmarks;
 /// the delays it actually awaited and the global cleanup prints their mean and the ideal time per record it implies.
 /// </remarks>
 [MemoryDiagnoser]
+[BenchmarkCategory(BenchmarkConfig.Long)]
 public class OrderingBenchmarks
 {
     /// <summary>Records per invocation.</summary>

@@ -7,21 +7,23 @@ using KafkaKit.Benchmarks;
 
 // dotnet run -c Release --project benchmarks/KafkaKit.Benchmarks -- [--short] [BenchmarkDotNet arguments]
 //   --short    the CI job (in process, 1 warm-up + 3 iterations); without it the full job.
-//   anything else goes to BenchmarkSwitcher, e.g. --filter *Produce*, --list flat. Without --filter every benchmark runs.
+//   anything else goes to BenchmarkSwitcher, e.g. --filter *Produce*, --list flat. Without --filter every benchmark runs,
+//   except, in the short job, those of the Long category (minutes per case): name them with --filter to run them.
 // Exit code: 0 when every selected benchmark produced results; 1 when one failed or had critical validation errors;
 // 2 when the filter selected nothing.
 var shortRun = args.Contains("--short", StringComparer.OrdinalIgnoreCase);
 var switcherArgs = args.Where(a => !string.Equals(a, "--short", StringComparison.OrdinalIgnoreCase)).ToList();
 string[] informational = ["--list", "--help", "-h", "-?", "--info", "--version"];
 var informationalOnly = switcherArgs.Any(a => informational.Contains(a, StringComparer.OrdinalIgnoreCase));
-if (!informationalOnly && !switcherArgs.Any(a => a is "--filter" or "-f" || a.StartsWith("--filter=", StringComparison.Ordinal)))
+var allByDefault = !switcherArgs.Any(a => a is "--filter" or "-f" || a.StartsWith("--filter=", StringComparison.Ordinal));
+if (!informationalOnly && allByDefault)
 {
     switcherArgs.AddRange(["--filter", "*"]); // never prompt: CI has no standard input
 }
 
 var stopwatch = Stopwatch.StartNew();
 var summaries = BenchmarkSwitcher.FromAssembly(typeof(BenchmarkConfig).Assembly)
-    .Run([.. switcherArgs], BenchmarkConfig.Create(shortRun))
+    .Run([.. switcherArgs], BenchmarkConfig.Create(shortRun, skipLong: shortRun && allByDefault))
     .ToArray();
 stopwatch.Stop();
 if (informationalOnly)
