@@ -29,6 +29,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
     private readonly ResiliencePipeline _retry;
     private readonly bool _firstAttemptOutsidePipeline;
     private readonly DeadLetterPublisher? _deadLetters;
+    private readonly RetryTopicRouter? _retryTopics;
     private readonly SemaphoreSlim _concurrency;
     private readonly Action<Exception> _fail;
     private readonly ILogger _logger;
@@ -47,6 +48,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
     /// <param name="fail">Stops the consumer with a fault (any thread).</param>
     /// <param name="logger">The consumer's logger.</param>
     /// <param name="time">The time source of the process-duration metric.</param>
+    /// <param name="retryTopics">The retry-topic routes with <see cref="ConsumerErrorAction.RetryTopics"/> (which then also needs <paramref name="deadLetters"/>), otherwise <see langword="null"/>.</param>
     public MessageProcessor(
         string name,
         string groupId,
@@ -59,7 +61,8 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         DeadLetterPublisher? deadLetters,
         Action<Exception> fail,
         ILogger logger,
-        TimeProvider time)
+        TimeProvider time,
+        RetryTopicRouter? retryTopics = null)
     {
         _name = name;
         _groupId = groupId;
@@ -70,6 +73,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         _retry = retry;
         _firstAttemptOutsidePipeline = firstAttemptOutsidePipeline;
         _deadLetters = deadLetters;
+        _retryTopics = retryTopics;
         _fail = fail;
         _logger = logger;
         _time = time;
@@ -204,11 +208,11 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         {
             case ConsumerErrorAction.Skip:
                 return true;
-            case ConsumerErrorAction.DeadLetter when _deadLetters is not null:
+            case ConsumerErrorAction.DeadLetter or ConsumerErrorAction.RetryTopics when _deadLetters is not null:
                 try
                 {
-                    var topic = await _deadLetters.PublishAsync(raw, error, _groupId, cancellationToken).ConfigureAwait(false);
-                    ConsumerLog.DeadLettered(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic);
+                    // Returns only once the broker acknowledged the write: the source offset is committed after that.
+                    await ForwardAsync(_deadLetters, raw, error, cancellationToken).ConfigureAwait(false);
                     return true;
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -217,7 +221,8 @@ internal sealed partial class MessageProcessor<TKey, TValue>
                 }
                 catch (Exception e)
                 {
-                    _fail(new InvalidOperationException($"Dead-lettering {raw.TopicPartitionOffset} failed; the consumer stops so the message is not lost.", e));
+                    var where = action == ConsumerErrorAction.RetryTopics ? "its retry or dead-letter topic" : "the dead-letter topic";
+                    _fail(new InvalidOperationException($"Writing {raw.TopicPartitionOffset} to {where} failed; the consumer stops so the message is not lost (its offset is not committed).", e));
                     return false;
                 }
 
@@ -228,5 +233,19 @@ internal sealed partial class MessageProcessor<TKey, TValue>
                     error));
                 return false;
         }
+    }
+
+    /// <summary>Writes a failed record to its next retry topic (<see cref="ConsumerErrorAction.RetryTopics"/>) or its dead-letter topic and waits for the broker's acknowledgement.</summary>
+    private async Task ForwardAsync(DeadLetterPublisher publisher, ConsumeResult<byte[]?, byte[]?> raw, Exception error, CancellationToken cancellationToken)
+    {
+        if (_retryTopics?.Next(raw, error) is { } retry)
+        {
+            await publisher.ProduceAsync(retry.Topic, retry.Message, cancellationToken).ConfigureAwait(false);
+            ConsumerLog.RetryScheduled(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, retry.Topic, retry.Tier, DateTimeOffset.FromUnixTimeMilliseconds(retry.DueMs));
+            return;
+        }
+
+        var topic = await publisher.PublishAsync(raw, error, _groupId, cancellationToken, _retryTopics?.OriginOf(raw)).ConfigureAwait(false);
+        ConsumerLog.DeadLettered(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic);
     }
 }

@@ -44,6 +44,9 @@ internal sealed partial class PartitionWorker
     /// <summary>Gets or sets whether the partition is paused in librdkafka (poll thread).</summary>
     public bool Paused { get; set; }
 
+    /// <summary>Gets or sets when the retry record this partition is paused and rewound at is due (Unix ms UTC), or <see langword="null"/> (poll thread).</summary>
+    public long? HeldUntil { get; set; }
+
     public Task Run { get; private set; } = Task.CompletedTask;
 
     /// <summary>Gets the number of messages waiting in the buffer.</summary>
