@@ -211,7 +211,9 @@ internal sealed partial class MessageProcessor<TKey, TValue>
             case ConsumerErrorAction.DeadLetter or ConsumerErrorAction.RetryTopics when _deadLetters is not null:
                 try
                 {
-                    // Returns only once the broker acknowledged the write: the source offset is committed after that.
+                    // A dead letter returns once the broker acknowledged it; a retry write is handed to the worker, which
+                    // completes the offset once it is acknowledged (the partition goes on meanwhile). Either way the
+                    // source offset is stored only after the acknowledgement.
                     await ForwardAsync(_deadLetters, raw, error, cancellationToken).ConfigureAwait(false);
                     return true;
                 }
@@ -221,8 +223,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
                 }
                 catch (Exception e)
                 {
-                    var where = action == ConsumerErrorAction.RetryTopics ? "its retry or dead-letter topic" : "the dead-letter topic";
-                    _fail(new InvalidOperationException($"Writing {raw.TopicPartitionOffset} to {where} failed; the consumer stops so the message is not lost (its offset is not committed).", e));
+                    _fail(new InvalidOperationException($"Dead-lettering {raw.TopicPartitionOffset} failed; the consumer stops so the message is not lost.", e));
                     return false;
                 }
 
@@ -235,17 +236,36 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         }
     }
 
-    /// <summary>Writes a failed record to its next retry topic (<see cref="ConsumerErrorAction.RetryTopics"/>) or its dead-letter topic and waits for the broker's acknowledgement.</summary>
+    /// <summary>
+    /// Writes a failed record to its dead-letter topic and waits for the broker's acknowledgement, or starts its write to
+    /// the next retry topic (<see cref="ConsumerErrorAction.RetryTopics"/>) and hands the write to the record's worker
+    /// (<see cref="RetryTopicRouter.AddWrite"/>).
+    /// </summary>
     private async Task ForwardAsync(DeadLetterPublisher publisher, ConsumeResult<byte[]?, byte[]?> raw, Exception error, CancellationToken cancellationToken)
     {
         if (_retryTopics?.Next(raw, error) is { } retry)
         {
-            await publisher.ProduceAsync(retry.Topic, retry.Message, cancellationToken).ConfigureAwait(false);
-            ConsumerLog.RetryScheduled(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, retry.Topic, retry.Tier, DateTimeOffset.FromUnixTimeMilliseconds(retry.DueMs));
+            _retryTopics.AddWrite(raw, WriteRetryAsync(publisher, raw, retry, cancellationToken));
             return;
         }
 
         var topic = await publisher.PublishAsync(raw, error, _groupId, cancellationToken, _retryTopics?.OriginOf(raw)).ConfigureAwait(false);
         ConsumerLog.DeadLettered(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic);
+    }
+
+    /// <summary>Writes a retry record; a failure stops the consumer (the source offset stays uncommitted) and faults the task.</summary>
+    private async Task WriteRetryAsync(DeadLetterPublisher publisher, ConsumeResult<byte[]?, byte[]?> raw, RetryRecord retry, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await publisher.ProduceAsync(retry.Topic, retry.Message, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+        {
+            _fail(new InvalidOperationException($"Writing {raw.TopicPartitionOffset} to retry topic {retry.Topic} failed; the consumer stops so the message is not lost (its offset is not committed).", e));
+            throw;
+        }
+
+        ConsumerLog.RetryScheduled(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, retry.Topic, retry.Tier, DateTimeOffset.FromUnixTimeMilliseconds(retry.DueMs));
     }
 }

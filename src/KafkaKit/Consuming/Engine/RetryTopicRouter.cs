@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text;
 using Confluent.Kafka;
@@ -21,6 +23,7 @@ internal sealed class RetryTopicRouter
     private readonly Dictionary<(string Source, int Tier), string> _names = [];
     private readonly TimeSpan[] _delays;
     private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<ConsumeResult<byte[]?, byte[]?>, Task> _writes = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Initializes a new instance of the <see cref="RetryTopicRouter"/> class.</summary>
     /// <param name="options">Validated options with <see cref="ConsumerErrorAction.RetryTopics"/> (topic names, no patterns).</param>
@@ -56,6 +59,12 @@ internal sealed class RetryTopicRouter
         TierOf(result.Topic) > 0
         && RetryTopicHeaders.Text(result.Message.Headers, RetryTopicHeaders.Due) is { } text
         && long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var due) ? due : null;
+
+    /// <summary>Records the retry write of a record handed back as done: its worker completes it once <paramref name="write"/> succeeded (any thread).</summary>
+    public void AddWrite(ConsumeResult<byte[]?, byte[]?> record, Task write) => _writes[record] = write;
+
+    /// <summary>Takes the retry write of a record the processor returned as done (its worker, right after).</summary>
+    public bool TryTakeWrite(ConsumeResult<byte[]?, byte[]?> record, [NotNullWhen(true)] out Task? write) => _writes.TryRemove(record, out write);
 
     /// <summary>Gets the current time, Unix ms UTC, on the consumer's time source.</summary>
     public long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
