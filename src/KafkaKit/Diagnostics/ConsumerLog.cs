@@ -109,11 +109,11 @@ internal static partial class ConsumerLog
     [LoggerMessage(2200, LogLevel.Information, "Consumer {Name}: {Topic} [{Partition}] @{Offset} written to retry topic {RetryTopic} (attempt {Attempt}, due {Due:O})")]
     public static partial void RetryScheduled(ILogger logger, string name, string topic, int partition, long offset, string retryTopic, int attempt, DateTimeOffset due);
 
-    [LoggerMessage(2201, LogLevel.Debug, "Consumer {Name}: {Partition} paused at offset {Offset} until its record is due at {Due:O}")]
-    public static partial void RetryHeld(ILogger logger, string name, TopicPartition partition, long offset, DateTimeOffset due);
+    [LoggerMessage(2201, LogLevel.Debug, "Consumer {Name}: paused {Topic} [{Partition}] at offset {Offset} until its record is due at {Due:O}")]
+    public static partial void RetryHeld(ILogger logger, string name, string topic, int partition, long offset, DateTimeOffset due);
 
-    [LoggerMessage(2202, LogLevel.Debug, "Consumer {Name}: {Partition} resumed, its held record is due")]
-    public static partial void RetryReleased(ILogger logger, string name, TopicPartition partition);
+    [LoggerMessage(2202, LogLevel.Debug, "Consumer {Name}: resumed {Topic} [{Partition}]: its held record is due")]
+    public static partial void RetryReleased(ILogger logger, string name, string topic, int partition);
 
     [LoggerMessage(2203, LogLevel.Information, "Consumer {Name}: retry and dead-letter topics found: {Topics}")]
     public static partial void RetryTopicsFound(ILogger logger, string name, string topics);
@@ -121,6 +121,6 @@ internal static partial class ConsumerLog
     [LoggerMessage(2204, LogLevel.Warning, "Consumer {Name}: could not check that the retry topics exist ({Reason}); a write to a missing one stops the consumer")]
     public static partial void RetryTopicsUnchecked(ILogger logger, string name, string reason);
 
-    [LoggerMessage(2205, LogLevel.Warning, "Consumer {Name}: holding {Partition} until its record is due failed ({Reason}); the record is handled now")]
-    public static partial void RetryHoldFailed(ILogger logger, string name, TopicPartition partition, string reason);
+    [LoggerMessage(2205, LogLevel.Warning, "Consumer {Name}: holding {Topic} [{Partition}] until its record is due failed ({Reason}); the record is handled now")]
+    public static partial void RetryHoldFailed(ILogger logger, string name, string topic, int partition, string reason);
 }

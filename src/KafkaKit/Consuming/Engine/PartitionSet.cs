@@ -223,7 +223,7 @@ internal sealed class PartitionSet
         catch (KafkaException e)
         {
             // Never drop it: handled early rather than skipped past.
-            ConsumerLog.RetryHoldFailed(_logger, _name, worker.Partition, e.Error.Reason);
+            ConsumerLog.RetryHoldFailed(_logger, _name, worker.Partition.Topic, worker.Partition.Partition.Value, e.Error.Reason);
             if (!worker.Paused)
             {
                 consumer.Resume([worker.Partition]);
@@ -233,7 +233,7 @@ internal sealed class PartitionSet
         }
 
         worker.HeldUntil = due;
-        ConsumerLog.RetryHeld(_logger, _name, worker.Partition, result.Offset.Value, DateTimeOffset.FromUnixTimeMilliseconds(due));
+        ConsumerLog.RetryHeld(_logger, _name, worker.Partition.Topic, worker.Partition.Partition.Value, result.Offset.Value, DateTimeOffset.FromUnixTimeMilliseconds(due));
         return true;
     }
 
@@ -246,7 +246,7 @@ internal sealed class PartitionSet
             consumer.Resume([worker.Partition]);
         }
 
-        ConsumerLog.RetryReleased(_logger, _name, worker.Partition);
+        ConsumerLog.RetryReleased(_logger, _name, worker.Partition.Topic, worker.Partition.Partition.Value);
     }
 
     /// <summary>Stops every worker taking messages (stop step 1).</summary>
