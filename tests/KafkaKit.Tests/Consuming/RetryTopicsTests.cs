@@ -6,6 +6,7 @@ using Confluent.Kafka;
 using KafkaKit.Consuming;
 using KafkaKit.Testing;
 using KafkaKit.Tests.Support;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Options;
 
 namespace KafkaKit.Tests.Consuming;
@@ -269,6 +270,28 @@ public sealed class RetryTopicsTests
         {
             Assert.That(loop!.Failures, Has.Some.Contain("'orders.retry.1' is a retry or dead-letter topic"));
             Assert.That(ignored!.Failures, Has.Some.Contain("RetryTopics.Delays is set but OnError is DeadLetter"));
+        });
+    }
+
+    [Test]
+    public void Bind_RetryTopicsFromConfiguration_DelaysAndTemplateRead()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["OnError"] = "RetryTopics",
+            ["RetryTopics:Delays:0"] = "00:00:01",
+            ["RetryTopics:Delays:1"] = "00:00:10",
+            ["RetryTopics:NameTemplate"] = "{topic}-retry-{n}",
+        }).Build();
+        var options = new KafkaConsumerOptions();
+
+        configuration.Bind(options);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(options.OnError, Is.EqualTo(ConsumerErrorAction.RetryTopics));
+            Assert.That(options.RetryTopics.Delays, Is.EqualTo(new[] { TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10) }));
+            Assert.That(options.RetryTopics.TopicFor("orders", 2), Is.EqualTo("orders-retry-2"));
         });
     }
 
