@@ -78,6 +78,9 @@ internal sealed class ConsumeFixture : IAsyncDisposable
         _feeder = BenchmarkEnvironment.HoldingProducer(_cluster);
     }
 
+    /// <summary>Gets the embedded cluster (for a case that needs more topics).</summary>
+    public EmbeddedKafkaCluster Cluster => _cluster;
+
     /// <summary>Gets the raw consumer (after <see cref="StartRaw"/>).</summary>
     public IConsumer<Ignore, byte[]>? Raw { get; private set; }
 

@@ -24,4 +24,18 @@ public enum ConsumerErrorAction
 
     /// <summary>Log the failure, count it (metric <c>kafkakit.consumer.handler.errors</c>) and go on.</summary>
     Skip = 2,
+
+    /// <summary>
+    /// Non-blocking retries: write the record (original key, value and headers, plus the headers of
+    /// <see cref="RetryTopicHeaders"/>) to the next retry topic (<see cref="KafkaConsumerOptions.RetryTopics"/>, default
+    /// <c>&lt;topic&gt;.retry.&lt;n&gt;</c>), commit its offset once the broker acknowledged the write, and go on; the
+    /// consumer reads the retry topics too and hands each record to the handler again once its tier's delay has passed.
+    /// After the last tier fails the record goes to the dead-letter topic as with <see cref="DeadLetter"/> (headers naming
+    /// the original topic, partition and offset). A record never goes back to its source topic or a lower tier, and a
+    /// record carrying dead-letter headers is never retried. A retried record leaves its key's order. If a write fails
+    /// (after librdkafka's own retries, within <c>message.timeout.ms</c>) the consumer stops and the offset is not
+    /// committed. The retry and dead-letter topics must exist: the consumer faults at start naming any that is missing.
+    /// Written by the dead-letter producer described under <see cref="DeadLetter"/>.
+    /// </summary>
+    RetryTopics = 3,
 }

@@ -79,20 +79,26 @@ internal sealed class DeadLetterPublisher : IDisposable
     internal IReadOnlyDictionary<string, string> Config { get; }
 
     /// <summary>Produces <paramref name="failed"/> to its dead-letter topic and waits for the broker's acknowledgement.</summary>
+    /// <param name="failed">The failed record.</param>
+    /// <param name="error">Why it failed.</param>
+    /// <param name="groupId">The consumer group, for a header.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <param name="origin">Where the record was first consumed from when it comes from a retry topic; <see langword="null"/> for <paramref name="failed"/> itself.</param>
     /// <returns>The dead-letter topic.</returns>
     /// <exception cref="ObjectDisposedException">The publisher was closed (the consumer stopped).</exception>
-    public async Task<string> PublishAsync(ConsumeResult<byte[]?, byte[]?> failed, Exception error, string groupId, CancellationToken cancellationToken)
+    public async Task<string> PublishAsync(ConsumeResult<byte[]?, byte[]?> failed, Exception error, string groupId, CancellationToken cancellationToken, RecordOrigin? origin = null)
     {
-        var topic = _topic ?? failed.Topic + ".DLT";
+        var (sourceTopic, sourcePartition, sourceOffset) = origin ?? new RecordOrigin(failed.Topic, failed.Partition.Value, failed.Offset.Value);
+        var topic = _topic ?? sourceTopic + ".DLT";
         var headers = new Headers();
         foreach (var header in failed.Message.Headers ?? [])
         {
             headers.Add(header.Key, header.GetValueBytes());
         }
 
-        headers.Add(OriginalTopicHeader, Encoding.UTF8.GetBytes(failed.Topic));
-        headers.Add(OriginalPartitionHeader, Encoding.UTF8.GetBytes(failed.Partition.Value.ToString(CultureInfo.InvariantCulture)));
-        headers.Add(OriginalOffsetHeader, Encoding.UTF8.GetBytes(failed.Offset.Value.ToString(CultureInfo.InvariantCulture)));
+        headers.Add(OriginalTopicHeader, Encoding.UTF8.GetBytes(sourceTopic));
+        headers.Add(OriginalPartitionHeader, Encoding.UTF8.GetBytes(sourcePartition.ToString(CultureInfo.InvariantCulture)));
+        headers.Add(OriginalOffsetHeader, Encoding.UTF8.GetBytes(sourceOffset.ToString(CultureInfo.InvariantCulture)));
         headers.Add(ConsumerGroupHeader, Encoding.UTF8.GetBytes(groupId));
         headers.Add(ExceptionTypeHeader, Encoding.UTF8.GetBytes(error.GetType().FullName ?? error.GetType().Name));
         headers.Add(ExceptionMessageHeader, Encoding.UTF8.GetBytes(error.Message));
@@ -107,12 +113,18 @@ internal sealed class DeadLetterPublisher : IDisposable
             }
         }
 
-        await Producer().ProduceAsync(
+        await ProduceAsync(
             topic,
             new Message<byte[]?, byte[]?> { Key = failed.Message.Key, Value = failed.Message.Value, Headers = headers, Timestamp = failed.Message.Timestamp },
             cancellationToken).ConfigureAwait(false);
         return topic;
     }
+
+    /// <summary>Produces <paramref name="message"/> (a retry record, see <see cref="RetryTopicRouter"/>) and waits for the broker's acknowledgement.</summary>
+    /// <exception cref="ObjectDisposedException">The publisher was closed (the consumer stopped).</exception>
+    /// <exception cref="ProduceException{TKey, TValue}">The broker did not acknowledge it (after librdkafka's own retries, within <c>message.timeout.ms</c>).</exception>
+    internal Task ProduceAsync(string topic, Message<byte[]?, byte[]?> message, CancellationToken cancellationToken) =>
+        Producer().ProduceAsync(topic, message, cancellationToken);
 
     /// <summary>
     /// Waits for outstanding dead-letter messages at most <paramref name="flushTimeout"/>, purges the rest (their

@@ -17,6 +17,7 @@ public sealed partial class KafkaConsumer<TKey, TValue>
         var lastMaintenance = 0L;
         try
         {
+            CheckRetryTopics(consumer);
             while (!_stopRequested)
             {
                 ConsumeResult<byte[]?, byte[]?>? result = null;
@@ -60,6 +61,45 @@ public sealed partial class KafkaConsumer<TKey, TValue>
         }
 
         Shutdown(consumer);
+    }
+
+    /// <summary>
+    /// With <see cref="ConsumerErrorAction.RetryTopics"/>, faults the consumer before its first poll when a retry or
+    /// dead-letter topic is missing, naming each; runs on the poll thread (one metadata request, bounded at 5 s). When the
+    /// cluster does not answer in time the check is skipped with a warning: a later write to a missing topic still stops
+    /// the consumer with its offset uncommitted.
+    /// </summary>
+    private void CheckRetryTopics(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        if (_retryTopics is null)
+        {
+            return;
+        }
+
+        string[] missing;
+        try
+        {
+            using var admin = new DependentAdminClientBuilder(consumer.Handle).Build();
+            var existing = admin.GetMetadata(TimeSpan.FromSeconds(5)).Topics
+                .Where(t => !t.Error.IsError).Select(t => t.Topic).ToHashSet(StringComparer.Ordinal);
+            missing = [.. _retryTopics.Topics.Concat(_retryTopics.DeadLetterTopics).Where(t => !existing.Contains(t))];
+        }
+        catch (KafkaException e)
+        {
+            ConsumerLog.RetryTopicsUnchecked(_logger, Name, e.Error.Reason);
+            return;
+        }
+
+        if (missing.Length == 0)
+        {
+            ConsumerLog.RetryTopicsFound(_logger, Name, string.Join(", ", _retryTopics.Topics.Concat(_retryTopics.DeadLetterTopics)));
+            return;
+        }
+
+        Fail(new InvalidOperationException(
+            $"Consumer '{Name}' has OnError RetryTopics but these topics do not exist: {string.Join(", ", missing.Select(t => $"'{t}'"))}. "
+            + "Create them before starting the consumer, with as many partitions as their source topic (for example: kafka-topics.sh --bootstrap-server <servers> --create "
+            + $"--topic {missing[0]} --partitions <n>), or have them provisioned at start; the consumer writes failed records to them and reads the retry topics back."));
     }
 
     /// <summary>

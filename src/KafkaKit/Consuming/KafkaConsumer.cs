@@ -43,6 +43,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly ConsumerConfig _config;
     private readonly KafkaConsumerOptions _options;
     private readonly DeadLetterPublisher? _deadLetters;
+    private readonly RetryTopicRouter? _retryTopics;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly ClientLogSummariser _logSummariser;
@@ -74,9 +75,11 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         DeadLetterPublisher? deadLetters,
         RebalanceCallbacks callbacks,
         ILogger logger,
-        TimeProvider timeProvider)
+        TimeProvider timeProvider,
+        RetryTopicRouter? retryTopics = null)
     {
         Name = name;
+        _retryTopics = retryTopics;
         _config = config;
         _options = options;
         _deadLetters = deadLetters;
@@ -86,8 +89,8 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _patternWatch = PatternSubscriptionWatch.For(name, options.Topics, config, logger, () => State == KafkaConsumerState.Running ? ClientHandle : null);
         _committer = new OffsetCommitter(name, config.GroupId, logger);
         _processor = new MessageProcessor<TKey, TValue>(
-            name, config.GroupId, options, keyDeserializer, valueDeserializer, handler, retry, firstAttemptOutsidePipeline, deadLetters, Fail, logger, timeProvider);
-        _partitions = new PartitionSet(name, options, _committer, logger, timeProvider, _processor.ProcessAsync, _stopHard.Token);
+            name, config.GroupId, options, keyDeserializer, valueDeserializer, handler, retry, firstAttemptOutsidePipeline, deadLetters, Fail, logger, timeProvider, retryTopics);
+        _partitions = new PartitionSet(name, options, _committer, logger, timeProvider, _processor.ProcessAsync, _stopHard.Token, retryTopics);
         _rebalance = new RebalanceHandler(name, config, options, callbacks, _partitions, _committer, () => _stopRequested, logger, timeProvider);
         _statistics = new ConsumerStatistics(name, config.GroupId, () => _partitions.Assignment, logger);
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
@@ -201,7 +204,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
                 .SetPartitionsRevokedHandler((c, partitions) => _rebalance.OnRevoked(c, partitions))
                 .SetPartitionsLostHandler((c, partitions) => _rebalance.OnLost(c, partitions))
                 .Build();
-            _consumer.Subscribe(_options.Topics);
+            _consumer.Subscribe(_retryTopics is null ? _options.Topics : [.. _options.Topics, .. _retryTopics.Topics]);
         }
         catch
         {

@@ -194,7 +194,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
 
         var logger = _loggerFactory.CreateLogger("KafkaKit.Consumer");
         DeadLetterPublisher? deadLetters = null;
-        if (_options.OnError == ConsumerErrorAction.DeadLetter)
+        if (_options.OnError is ConsumerErrorAction.DeadLetter or ConsumerErrorAction.RetryTopics)
         {
             deadLetters = new DeadLetterPublisher(_name, merged, _options.DeadLetterTopic, logger);
         }
@@ -211,7 +211,8 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             deadLetters,
             _callbacks,
             logger,
-            _timeProvider);
+            _timeProvider,
+            _options.OnError == ConsumerErrorAction.RetryTopics ? new RetryTopicRouter(_options, _timeProvider) : null);
     }
 
     internal KafkaConsumerBuilder<TKey, TValue> SetShared(KafkaKitOptions shared)

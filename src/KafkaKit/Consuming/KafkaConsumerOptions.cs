@@ -164,7 +164,10 @@ public sealed class KafkaConsumerOptions
     /// </summary>
     public ConsumerFaultBehavior OnFault { get; set; } = ConsumerFaultBehavior.StopHost;
 
-    /// <summary>Gets or sets the dead-letter topic for <see cref="ConsumerErrorAction.DeadLetter"/>. Default: the source topic + <c>".DLT"</c>.</summary>
+    /// <summary>Gets the retry tiers and topic names for <see cref="ConsumerErrorAction.RetryTopics"/> (see <see cref="RetryTopicOptions"/>).</summary>
+    public RetryTopicOptions RetryTopics { get; } = new();
+
+    /// <summary>Gets or sets the dead-letter topic for <see cref="ConsumerErrorAction.DeadLetter"/> and <see cref="ConsumerErrorAction.RetryTopics"/>. Default: the source topic + <c>".DLT"</c>.</summary>
     public string? DeadLetterTopic { get; set; }
 
     /// <summary>
@@ -263,7 +266,7 @@ public sealed class KafkaConsumerOptions
         Check(problems, RevokeTimeout >= TimeSpan.Zero, $"RevokeTimeout is {RevokeTimeout}; it must be 0 or more.");
         Check(problems, ShutdownTimeout >= TimeSpan.Zero, $"ShutdownTimeout is {ShutdownTimeout}; it must be 0 or more.");
         Check(problems, CloseTimeout >= TimeSpan.Zero, $"CloseTimeout is {CloseTimeout}; it must be 0 or more.");
-        Check(problems, Enum.IsDefined(OnError), $"OnError is {(int)OnError}; it must be Stop, DeadLetter or Skip.");
+        Check(problems, Enum.IsDefined(OnError), $"OnError is {(int)OnError}; it must be Stop, DeadLetter, Skip or RetryTopics.");
         Check(problems, Enum.IsDefined(OnFault), $"OnFault is {(int)OnFault}; it must be StopHost or KeepHostRunning.");
         Check(problems, Enum.IsDefined(Ordering), $"Ordering is {(int)Ordering}; it must be Partition, Key or Unordered.");
         Check(problems, Enum.IsDefined(GroupProtocol), $"GroupProtocol is {(int)GroupProtocol}; it must be Classic or Consumer.");
@@ -288,6 +291,7 @@ public sealed class KafkaConsumerOptions
         }
 
         Retry.Validate(problems);
+        RetryTopics.Validate(problems, OnError, Topics, DeadLetterTopic);
         return problems;
     }
 

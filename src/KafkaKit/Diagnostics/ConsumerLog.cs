@@ -107,4 +107,22 @@ internal static partial class ConsumerLog
 
     [LoggerMessage(2062, LogLevel.Warning, "Consumer {Name}: {Undelivered} dead-letter messages were not delivered within {Timeout} at stop; they were purged (their source offsets were not committed, so they are consumed again).")]
     public static partial void DeadLetterPurged(ILogger logger, string name, int undelivered, TimeSpan timeout);
+
+    [LoggerMessage(2200, LogLevel.Information, "Consumer {Name}: {Topic} [{Partition}] @{Offset} written to retry topic {RetryTopic} (attempt {Attempt}, due {Due:O})")]
+    public static partial void RetryScheduled(ILogger logger, string name, string topic, int partition, long offset, string retryTopic, int attempt, DateTimeOffset due);
+
+    [LoggerMessage(2201, LogLevel.Debug, "Consumer {Name}: paused {Topic} [{Partition}] at offset {Offset} until its record is due at {Due:O}")]
+    public static partial void RetryHeld(ILogger logger, string name, string topic, int partition, long offset, DateTimeOffset due);
+
+    [LoggerMessage(2202, LogLevel.Debug, "Consumer {Name}: resumed {Topic} [{Partition}]: its held record is due")]
+    public static partial void RetryReleased(ILogger logger, string name, string topic, int partition);
+
+    [LoggerMessage(2203, LogLevel.Information, "Consumer {Name}: retry and dead-letter topics found: {Topics}")]
+    public static partial void RetryTopicsFound(ILogger logger, string name, string topics);
+
+    [LoggerMessage(2204, LogLevel.Warning, "Consumer {Name}: could not check that the retry topics exist ({Reason}); a write to a missing one stops the consumer")]
+    public static partial void RetryTopicsUnchecked(ILogger logger, string name, string reason);
+
+    [LoggerMessage(2205, LogLevel.Warning, "Consumer {Name}: holding {Topic} [{Partition}] until its record is due failed ({Reason}); the record is handled now")]
+    public static partial void RetryHoldFailed(ILogger logger, string name, string topic, int partition, string reason);
 }

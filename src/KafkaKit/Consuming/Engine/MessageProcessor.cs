@@ -29,6 +29,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
     private readonly ResiliencePipeline _retry;
     private readonly bool _firstAttemptOutsidePipeline;
     private readonly DeadLetterPublisher? _deadLetters;
+    private readonly RetryTopicRouter? _retryTopics;
     private readonly SemaphoreSlim _concurrency;
     private readonly Action<Exception> _fail;
     private readonly ILogger _logger;
@@ -47,6 +48,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
     /// <param name="fail">Stops the consumer with a fault (any thread).</param>
     /// <param name="logger">The consumer's logger.</param>
     /// <param name="time">The time source of the process-duration metric.</param>
+    /// <param name="retryTopics">The retry-topic routes with <see cref="ConsumerErrorAction.RetryTopics"/> (which then also needs <paramref name="deadLetters"/>), otherwise <see langword="null"/>.</param>
     public MessageProcessor(
         string name,
         string groupId,
@@ -59,7 +61,8 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         DeadLetterPublisher? deadLetters,
         Action<Exception> fail,
         ILogger logger,
-        TimeProvider time)
+        TimeProvider time,
+        RetryTopicRouter? retryTopics = null)
     {
         _name = name;
         _groupId = groupId;
@@ -70,6 +73,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         _retry = retry;
         _firstAttemptOutsidePipeline = firstAttemptOutsidePipeline;
         _deadLetters = deadLetters;
+        _retryTopics = retryTopics;
         _fail = fail;
         _logger = logger;
         _time = time;
@@ -199,11 +203,13 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         {
             case ConsumerErrorAction.Skip:
                 return true;
-            case ConsumerErrorAction.DeadLetter when _deadLetters is not null:
+            case ConsumerErrorAction.DeadLetter or ConsumerErrorAction.RetryTopics when _deadLetters is not null:
                 try
                 {
-                    var topic = await _deadLetters.PublishAsync(raw, error, _groupId, cancellationToken).ConfigureAwait(false);
-                    ConsumerLog.DeadLettered(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic);
+                    // A dead letter returns once the broker acknowledged it; a retry write is handed to the worker, which
+                    // completes the offset once it is acknowledged (the partition goes on meanwhile). Either way the
+                    // source offset is stored only after the acknowledgement.
+                    await ForwardAsync(_deadLetters, raw, error, cancellationToken).ConfigureAwait(false);
                     return true;
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -223,5 +229,38 @@ internal sealed partial class MessageProcessor<TKey, TValue>
                     error));
                 return false;
         }
+    }
+
+    /// <summary>
+    /// Writes a failed record to its dead-letter topic and waits for the broker's acknowledgement, or starts its write to
+    /// the next retry topic (<see cref="ConsumerErrorAction.RetryTopics"/>) and hands the write to the record's worker
+    /// (<see cref="RetryTopicRouter.AddWrite"/>).
+    /// </summary>
+    private async Task ForwardAsync(DeadLetterPublisher publisher, ConsumeResult<byte[]?, byte[]?> raw, Exception error, CancellationToken cancellationToken)
+    {
+        if (_retryTopics?.Next(raw, error) is { } retry)
+        {
+            _retryTopics.AddWrite(raw, WriteRetryAsync(publisher, raw, retry, cancellationToken));
+            return;
+        }
+
+        var topic = await publisher.PublishAsync(raw, error, _groupId, cancellationToken, _retryTopics?.OriginOf(raw)).ConfigureAwait(false);
+        ConsumerLog.DeadLettered(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic);
+    }
+
+    /// <summary>Writes a retry record; a failure stops the consumer (the source offset stays uncommitted) and faults the task.</summary>
+    private async Task WriteRetryAsync(DeadLetterPublisher publisher, ConsumeResult<byte[]?, byte[]?> raw, RetryRecord retry, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await publisher.ProduceAsync(retry.Topic, retry.Message, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+        {
+            _fail(new InvalidOperationException($"Writing {raw.TopicPartitionOffset} to retry topic {retry.Topic} failed; the consumer stops so the message is not lost (its offset is not committed).", e));
+            throw;
+        }
+
+        ConsumerLog.RetryScheduled(_logger, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, retry.Topic, retry.Tier, DateTimeOffset.FromUnixTimeMilliseconds(retry.DueMs));
     }
 }

@@ -25,6 +25,7 @@ internal sealed class PartitionSet
     private readonly TimeProvider _time;
     private readonly CancellationToken _stopHard;
     private readonly Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> _process;
+    private readonly RetryTopicRouter? _retryTopics;
     private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
     private volatile TopicPartition[] _assignment = [];
     private long _bufferedBytes; // estimate of all buffers, exact at each maintenance
@@ -37,6 +38,7 @@ internal sealed class PartitionSet
     /// <param name="time">The time source of the drain and cancel bounds.</param>
     /// <param name="process">Handles one message on a worker (see <see cref="PartitionWorker.Start"/>).</param>
     /// <param name="stopHard">Cancels every worker (the stop's hard bound).</param>
+    /// <param name="retryTopics">With <see cref="ConsumerErrorAction.RetryTopics"/>: holds a retry topic's partition until its next record is due.</param>
     public PartitionSet(
         string name,
         KafkaConsumerOptions options,
@@ -44,7 +46,8 @@ internal sealed class PartitionSet
         ILogger logger,
         TimeProvider time,
         Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> process,
-        CancellationToken stopHard)
+        CancellationToken stopHard,
+        RetryTopicRouter? retryTopics = null)
     {
         _name = name;
         _options = options;
@@ -53,6 +56,7 @@ internal sealed class PartitionSet
         _time = time;
         _process = process;
         _stopHard = stopHard;
+        _retryTopics = retryTopics;
     }
 
     /// <summary>Gets the owned partitions (a snapshot, any thread; a new array at each change).</summary>
@@ -73,7 +77,7 @@ internal sealed class PartitionSet
     {
         foreach (var partition in partitions)
         {
-            var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency);
+            var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency) { RetryWrites = _retryTopics };
             _workers[partition] = worker;
             worker.Start(_process);
         }
@@ -100,6 +104,11 @@ internal sealed class PartitionSet
             return; // not owned any more: the partition's next owner receives it
         }
 
+        if (_retryTopics is not null && Hold(consumer, worker, result))
+        {
+            return; // fetched again once due
+        }
+
         _bufferedBytes += worker.Write(result);
         if (!worker.Paused && (worker.Buffered >= _options.PartitionBufferSize || _bufferedBytes >= _options.MaxBufferedBytes))
         {
@@ -123,7 +132,12 @@ internal sealed class PartitionSet
         _bufferedBytes = total;
         foreach (var worker in _workers.Values)
         {
-            if (worker.Paused && !worker.IsStopping
+            if (worker.HeldUntil is { } due && due <= _retryTopics!.NowMs)
+            {
+                Release(consumer, worker);
+            }
+
+            if (worker.Paused && !worker.IsStopping && worker.HeldUntil is null
                 && worker.Buffered <= _options.PartitionBufferSize / 2 && total <= _options.MaxBufferedBytes / 2)
             {
                 consumer.Resume([worker.Partition]);
@@ -163,9 +177,10 @@ internal sealed class PartitionSet
     /// <param name="worker">A worker from <see cref="Take"/>.</param>
     public void Retire(IConsumer<byte[]?, byte[]?> consumer, PartitionWorker worker)
     {
-        if (worker.Paused)
+        if (worker.Paused || worker.HeldUntil is not null)
         {
-            PausedCount--;
+            PausedCount -= worker.Paused ? 1 : 0;
+            worker.HeldUntil = null;
             try
             {
                 consumer.Resume([worker.Partition]);
@@ -179,6 +194,59 @@ internal sealed class PartitionSet
 
         worker.Offsets.Release();
         worker.Dispose();
+    }
+
+    /// <summary>
+    /// Holds a retry topic's partition whose next record is not due yet: pauses it and rewinds it to that record, so
+    /// nothing waits in memory, other partitions go on and polling goes on (<c>max.poll.interval.ms</c> is not at risk);
+    /// <see cref="Maintain"/> resumes it when the record is due. While held, later records librdkafka had already fetched
+    /// are dropped: they are fetched again after the rewind.
+    /// </summary>
+    /// <returns>Whether <paramref name="result"/> was held (not dispatched).</returns>
+    private bool Hold(IConsumer<byte[]?, byte[]?> consumer, PartitionWorker worker, ConsumeResult<byte[]?, byte[]?> result)
+    {
+        if (worker.HeldUntil is not null)
+        {
+            return true;
+        }
+
+        if (_retryTopics!.DueOf(result) is not { } due || due <= _retryTopics.NowMs)
+        {
+            return false;
+        }
+
+        try
+        {
+            consumer.Pause([worker.Partition]);
+            consumer.Seek(result.TopicPartitionOffset);
+        }
+        catch (KafkaException e)
+        {
+            // Never drop it: handled early rather than skipped past.
+            ConsumerLog.RetryHoldFailed(_logger, _name, worker.Partition.Topic, worker.Partition.Partition.Value, e.Error.Reason);
+            if (!worker.Paused)
+            {
+                consumer.Resume([worker.Partition]);
+            }
+
+            return false;
+        }
+
+        worker.HeldUntil = due;
+        ConsumerLog.RetryHeld(_logger, _name, worker.Partition.Topic, worker.Partition.Partition.Value, result.Offset.Value, DateTimeOffset.FromUnixTimeMilliseconds(due));
+        return true;
+    }
+
+    /// <summary>Ends the hold of a partition whose record is due: resumes it unless its buffer keeps it paused.</summary>
+    private void Release(IConsumer<byte[]?, byte[]?> consumer, PartitionWorker worker)
+    {
+        worker.HeldUntil = null;
+        if (!worker.Paused)
+        {
+            consumer.Resume([worker.Partition]);
+        }
+
+        ConsumerLog.RetryReleased(_logger, _name, worker.Partition.Topic, worker.Partition.Partition.Value);
     }
 
     /// <summary>Stops every worker taking messages (stop step 1).</summary>

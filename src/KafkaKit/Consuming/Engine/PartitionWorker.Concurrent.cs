@@ -70,6 +70,8 @@ internal sealed partial class PartitionWorker
             {
                 await slots.WaitAsync(CancellationToken.None).ConfigureAwait(false); // every lane ended
             }
+
+            await AwaitAcksAsync().ConfigureAwait(false);
         }
 
         _laneFailure?.Throw();
@@ -97,7 +99,7 @@ internal sealed partial class PartitionWorker
                     return;
                 }
 
-                Offsets.Complete(result.Offset.Value);
+                Finish(result);
                 if (lanes is null || !TakeNext(lanes, key, out result))
                 {
                     laneOpen = false; // TakeNext removed it: the key may already have a new lane, which is not this one's to remove

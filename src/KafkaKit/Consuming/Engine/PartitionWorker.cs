@@ -17,6 +17,7 @@ internal sealed partial class PartitionWorker
     private readonly Channel<ConsumeResult<byte[]?, byte[]?>> _buffer;
     private readonly CancellationTokenSource _cancel;
     private volatile bool _stopping;
+    private readonly List<Task> _acks = []; // completions waiting for a write's acknowledgement (see Finish)
     private int _bufferedCount;
     private long _bufferedBytes;
 
@@ -41,8 +42,17 @@ internal sealed partial class PartitionWorker
     /// <summary>Gets the partition's finished and stored offsets.</summary>
     public OffsetTracker Offsets { get; }
 
+    /// <summary>
+    /// Gets where the worker asks whether a handled message's completion waits for a retry-topic write the broker has
+    /// not acknowledged yet (<see cref="ConsumerErrorAction.RetryTopics"/>), or <see langword="null"/>.
+    /// </summary>
+    public RetryTopicRouter? RetryWrites { get; init; }
+
     /// <summary>Gets or sets whether the partition is paused in librdkafka (poll thread).</summary>
     public bool Paused { get; set; }
+
+    /// <summary>Gets or sets when the retry record this partition is paused and rewound at is due (Unix ms UTC), or <see langword="null"/> (poll thread).</summary>
+    public long? HeldUntil { get; set; }
 
     public Task Run { get; private set; } = Task.CompletedTask;
 
@@ -132,13 +142,77 @@ internal sealed partial class PartitionWorker
                         return;
                     }
 
-                    Offsets.Complete(result.Offset.Value);
+                    Finish(result);
                 }
             }
         }
         catch (OperationCanceledException) when (_cancel.IsCancellationRequested)
         {
             // revoked, lost or stopped hard: the message in hand stays uncompleted
+        }
+        finally
+        {
+            await AwaitAcksAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Completes a processed message: at once, or once the write it waits for (see <see cref="RetryWrites"/>) was
+    /// acknowledged, so the partition goes on meanwhile and the offset is never stored before the acknowledgement; a
+    /// failed write leaves it uncompleted (the consumer stops).
+    /// </summary>
+    private void Finish(ConsumeResult<byte[]?, byte[]?> result)
+    {
+        if (RetryWrites is null || !RetryWrites.TryTakeWrite(result, out var ack))
+        {
+            Offsets.Complete(result.Offset.Value);
+            return;
+        }
+
+        var offset = result.Offset.Value;
+        var completed = ack.ContinueWith(
+            (write, state) =>
+            {
+                _ = write.Exception; // observed: the processor reported the failure
+                if (write.IsCompletedSuccessfully)
+                {
+                    ((OffsetTracker)state!).Complete(offset);
+                }
+            },
+            Offsets,
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        lock (_acks)
+        {
+            _acks.RemoveAll(static a => a.IsCompleted);
+            _acks.Add(completed);
+        }
+    }
+
+    /// <summary>Waits for the acknowledgements completions still wait for, so a drain or stop stores their offsets; ends at once when cancelled.</summary>
+    private async Task AwaitAcksAsync()
+    {
+        Task[] pending;
+        lock (_acks)
+        {
+            pending = [.. _acks];
+        }
+
+        if (pending.Length > 0)
+        {
+            try
+            {
+                await Task.WhenAll(pending).WaitAsync(_cancel.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // revoked, lost or stopped hard: those offsets stay uncompleted
+            }
+            catch (ObjectDisposedException)
+            {
+                // the worker was retired meanwhile
+            }
         }
     }
 
