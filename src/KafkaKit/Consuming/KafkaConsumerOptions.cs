@@ -128,6 +128,9 @@ public sealed class KafkaConsumerOptions
     /// <summary>Gets the retry policy of failed handler calls.</summary>
     public HandlerRetryOptions Retry { get; } = new();
 
+    /// <summary>Gets how a batch consumer (<see cref="IKafkaBatchHandler{TKey, TValue}"/>) forms its batches; ignored with a per-message handler.</summary>
+    public ConsumerBatchOptions Batch { get; } = new();
+
     /// <summary>Gets or sets what happens to a message whose handling failed after retries, or that could not be deserialized. Default: <see cref="ConsumerErrorAction.Stop"/>.</summary>
     public ConsumerErrorAction OnError { get; set; } = ConsumerErrorAction.Stop;
 
@@ -259,6 +262,7 @@ public sealed class KafkaConsumerOptions
         }
 
         Retry.Validate(problems);
+        Batch.Validate(problems);
         return problems;
     }
 

@@ -97,6 +97,43 @@ public sealed class KafkaKitBuilder
     public KafkaKitBuilder AddConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure = null)
         where THandler : class, IKafkaMessageHandler<TKey, TValue>
     {
+        return AddHostedConsumer<TKey, TValue, THandler>(name, configure, (scopes, builder) =>
+            builder.SetHandler((result, ct) => HandleAsync<TKey, TValue, THandler>(scopes, name, result, ct)));
+    }
+
+    /// <summary>
+    /// Registers a consumer with a batch handler, run by a hosted service like <see cref="AddConsumer"/>: the handler
+    /// receives batches of one partition in offset order (<see cref="KafkaConsumerOptions.Batch"/>: <c>MaxBatchSize</c>,
+    /// <c>MaxBatchWait</c>) and is resolved from a new DI scope for every batch. Its options are
+    /// <c>KafkaKit:Consumers:&lt;name&gt;</c>, on top of the shared ones; <see cref="KafkaConsumerOptions.Ordering"/> must
+    /// stay <see cref="ConsumerOrdering.Partition"/>.
+    /// </summary>
+    /// <typeparam name="TKey">The message key type.</typeparam>
+    /// <typeparam name="TValue">The message value type.</typeparam>
+    /// <typeparam name="THandler">The batch handler.</typeparam>
+    /// <param name="name">The consumer's name (its <c>client.id</c> and its options key).</param>
+    /// <param name="configure">Optional: deserializers, rebalance callbacks, retry pipeline.</param>
+    /// <returns>This builder.</returns>
+    /// <remarks>
+    /// The handler check at start, a handler that cannot be created at run time, and <see cref="KafkaConsumerOptions.OnFault"/>
+    /// behave as with <see cref="AddConsumer"/>. Invalid batch options or an ordering other than
+    /// <see cref="ConsumerOrdering.Partition"/> fail the host's start with an <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> listing every problem.
+    /// </remarks>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
+    /// <exception cref="InvalidOperationException">A consumer named <paramref name="name"/> is registered already.</exception>
+    public KafkaKitBuilder AddBatchConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure = null)
+        where THandler : class, IKafkaBatchHandler<TKey, TValue>
+    {
+        return AddHostedConsumer<TKey, TValue, THandler>(name, configure, (scopes, builder) =>
+            builder.SetBatchHandler((batch, ct) => HandleBatchAsync<TKey, TValue, THandler>(scopes, name, batch, ct)));
+    }
+
+    private KafkaKitBuilder AddHostedConsumer<TKey, TValue, THandler>(
+        string name,
+        Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure,
+        Action<IServiceScopeFactory, KafkaConsumerBuilder<TKey, TValue>> setHandler)
+        where THandler : class
+    {
         ArgumentException.ThrowIfNullOrEmpty(name);
         Registry.AddConsumer(name);
         Services.TryAddScoped<THandler>();
@@ -113,8 +150,8 @@ public sealed class KafkaKitBuilder
                     var options = sp.GetRequiredService<IOptions<KafkaKitOptions>>().Value;
                     var builder = new KafkaConsumerBuilder<TKey, TValue>(name, options.Consumers.TryGetValue(name, out var own) ? own : new KafkaConsumerOptions())
                         .SetShared(options)
-                        .SetLoggerFactory(loggerFactory)
-                        .SetHandler((result, ct) => HandleAsync<TKey, TValue, THandler>(scopes, name, result, ct));
+                        .SetLoggerFactory(loggerFactory);
+                    setHandler(scopes, builder);
                     configure?.Invoke(sp, builder);
                     var consumer = builder.Build();
                     sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(consumer));
@@ -170,6 +207,31 @@ public sealed class KafkaKitBuilder
             }
 
             await handler.HandleAsync(result, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Handles one batch with a handler resolved from a new scope (a thread-pool thread).</summary>
+    private static async ValueTask HandleBatchAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, IReadOnlyList<ConsumeResult<TKey, TValue>> batch, CancellationToken cancellationToken)
+        where THandler : class, IKafkaBatchHandler<TKey, TValue>
+    {
+        var scope = scopes.CreateAsyncScope();
+        await using (scope.ConfigureAwait(false))
+        {
+            THandler handler;
+            try
+            {
+                handler = scope.ServiceProvider.GetRequiredService<THandler>();
+            }
+            catch (InvalidOperationException e) when (e is not ObjectDisposedException)
+            {
+                var first = batch[0];
+                throw new HandlerUnavailableException(
+                    $"Consumer '{name}' cannot create its batch handler {HandlerName<THandler>()} for {first.Topic} [{first.Partition.Value}] @{first.Offset.Value} ({batch.Count} messages). {e.Message} "
+                    + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {first.Offset.Value} is not committed. Register the missing service.",
+                    e);
+            }
+
+            await handler.HandleAsync(batch, cancellationToken).ConfigureAwait(false);
         }
     }
 

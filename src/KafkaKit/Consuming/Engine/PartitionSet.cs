@@ -25,6 +25,7 @@ internal sealed class PartitionSet
     private readonly TimeProvider _time;
     private readonly CancellationToken _stopHard;
     private readonly Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> _process;
+    private readonly BatchDispatch? _batch;
     private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
     private volatile TopicPartition[] _assignment = [];
     private long _bufferedBytes; // estimate of all buffers, exact at each maintenance
@@ -37,6 +38,7 @@ internal sealed class PartitionSet
     /// <param name="time">The time source of the drain and cancel bounds.</param>
     /// <param name="process">Handles one message on a worker (see <see cref="PartitionWorker.Start"/>).</param>
     /// <param name="stopHard">Cancels every worker (the stop's hard bound).</param>
+    /// <param name="batch">With a batch handler, the batch dispatch the workers use instead of <paramref name="process"/>.</param>
     public PartitionSet(
         string name,
         KafkaConsumerOptions options,
@@ -44,7 +46,8 @@ internal sealed class PartitionSet
         ILogger logger,
         TimeProvider time,
         Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> process,
-        CancellationToken stopHard)
+        CancellationToken stopHard,
+        BatchDispatch? batch = null)
     {
         _name = name;
         _options = options;
@@ -53,6 +56,7 @@ internal sealed class PartitionSet
         _time = time;
         _process = process;
         _stopHard = stopHard;
+        _batch = batch;
     }
 
     /// <summary>Gets the owned partitions (a snapshot, any thread; a new array at each change).</summary>
@@ -75,7 +79,14 @@ internal sealed class PartitionSet
         {
             var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency);
             _workers[partition] = worker;
-            worker.Start(_process);
+            if (_batch is null)
+            {
+                worker.Start(_process);
+            }
+            else
+            {
+                worker.StartBatch(_batch);
+            }
         }
 
         _assignment = [.. _workers.Keys];
