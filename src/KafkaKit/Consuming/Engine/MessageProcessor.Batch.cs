@@ -20,9 +20,10 @@ internal sealed partial class MessageProcessor<TKey, TValue>
 
     /// <summary>Processes one batch (a batch worker's step; thread pool). Takes one <see cref="KafkaConsumerOptions.MaxConcurrency"/> slot.</summary>
     /// <param name="raw">The fetched messages, of one partition, in offset order; read only (the worker reuses the list).</param>
+    /// <param name="offsets">The partition's tracker: the messages done are completed in it (those before a failed one at once, before its retries).</param>
     /// <param name="cancellationToken">The worker's token: cancelled on revoke timeout, loss or a hard stop.</param>
     /// <returns>How many leading messages are done (handled, dead-lettered or skipped) and whether the worker goes on.</returns>
-    public async ValueTask<BatchOutcome> ProcessBatchAsync(List<ConsumeResult<byte[]?, byte[]?>> raw, CancellationToken cancellationToken)
+    public async ValueTask<BatchOutcome> ProcessBatchAsync(List<ConsumeResult<byte[]?, byte[]?>> raw, OffsetTracker offsets, CancellationToken cancellationToken)
     {
         await _concurrency.WaitAsync(cancellationToken).ConfigureAwait(false);
         using var activity = KafkaKitTracing.StartProcessBatch(_name, _groupId, raw);
@@ -43,7 +44,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
                 {
                     // never handed to the handler, not retried: the error policy, then the rest in the next batch
                     KafkaKitTracing.Fail(activity, e);
-                    return await FailAsync(message, e, "deserialization", cancellationToken).ConfigureAwait(false) ? new BatchOutcome(1, true) : new BatchOutcome(0, false);
+                    return await FailAsync(message, e, "deserialization", cancellationToken).ConfigureAwait(false) ? Done(raw, offsets, 0, 1, true) : new BatchOutcome(0, false);
                 }
                 catch (Exception)
                 {
@@ -53,7 +54,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
 
             activity?.SetTag("messaging.batch.message_count", batch.Count);
             var started = _time.GetTimestamp();
-            var (outcome, handled) = await HandleBatchAsync(raw, batch, activity, cancellationToken).ConfigureAwait(false);
+            var (outcome, handled) = await HandleBatchAsync(raw, batch, offsets, activity, cancellationToken).ConfigureAwait(false);
             if (KafkaKitMetrics.ConsumedMessages.Enabled || KafkaKitMetrics.ProcessDuration.Enabled || KafkaKitMetrics.BatchSize.Enabled)
             {
                 var tags = KafkaKitMetrics.Tags(_name, raw[0].Topic);
@@ -75,7 +76,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
 
     /// <returns>The outcome, and how many messages the handler handled (not counting dead-lettered or skipped ones).</returns>
     private async ValueTask<(BatchOutcome Outcome, int Handled)> HandleBatchAsync(
-        List<ConsumeResult<byte[]?, byte[]?>> raw, List<ConsumeResult<TKey, TValue>> batch, Activity? activity, CancellationToken cancellationToken)
+        List<ConsumeResult<byte[]?, byte[]?>> raw, List<ConsumeResult<TKey, TValue>> batch, OffsetTracker offsets, Activity? activity, CancellationToken cancellationToken)
     {
         KafkaBatchException? partial;
         try
@@ -93,27 +94,28 @@ internal sealed partial class MessageProcessor<TKey, TValue>
             {
                 if (!await FailAsync(raw[i], e, "batch handler", cancellationToken).ConfigureAwait(false))
                 {
-                    return (new BatchOutcome(i, false), 0);
+                    return (Done(raw, offsets, 0, i, false), 0);
                 }
             }
 
-            return (new BatchOutcome(batch.Count, true), 0);
+            return (Done(raw, offsets, 0, batch.Count, true), 0);
         }
 
         if (partial is null)
         {
-            return (new BatchOutcome(batch.Count, true), batch.Count);
+            return (Done(raw, offsets, 0, batch.Count, true), batch.Count);
         }
 
         // KafkaBatchException: the messages before the index are done; the failed one is retried alone, then the error
         // policy; the ones after it come again in the next batch.
         var index = partial.FailedIndex;
         var failed = raw[index];
+        Done(raw, offsets, 0, index, true); // committable now, whatever the retries of the failed one take
         ConsumerLog.BatchMessageFailed(_logger, partial.InnerException!, _name, failed.Topic, failed.Partition.Value, failed.Offset.Value, index, batch.Count);
         try
         {
             _ = await CallBatchAsync([batch[index]], failed.TopicPartitionOffset, ExceptionDispatchInfo.Capture(partial.InnerException!), cancellationToken).ConfigureAwait(false);
-            return (new BatchOutcome(index + 1, true), index + 1);
+            return (Done(raw, offsets, index, index + 1, true), index + 1);
         }
         catch (Exception e) when (Failed(e, activity, cancellationToken) is not null)
         {
@@ -122,8 +124,19 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         catch (Exception e)
         {
             var done = await FailAsync(failed, e, "batch handler", cancellationToken).ConfigureAwait(false);
-            return (done ? new BatchOutcome(index + 1, true) : new BatchOutcome(index, false), index);
+            return (done ? Done(raw, offsets, index, index + 1, true) : new BatchOutcome(index, false), index);
         }
+    }
+
+    /// <summary>Completes the offsets of <c>raw[from..to)</c>; the outcome of a batch whose first <paramref name="to"/> messages are done.</summary>
+    private static BatchOutcome Done(List<ConsumeResult<byte[]?, byte[]?>> raw, OffsetTracker offsets, int from, int to, bool goOn)
+    {
+        for (var i = from; i < to; i++)
+        {
+            offsets.Complete(raw[i].Offset.Value);
+        }
+
+        return new BatchOutcome(to, goOn);
     }
 
     /// <summary>Marks the span failed; for a cancellation or a handler that cannot be created, the outcome that ends the worker (nothing more done), otherwise null (the error policy applies).</summary>

@@ -3,7 +3,7 @@ using Confluent.Kafka;
 namespace KafkaKit.Consuming;
 
 /// <summary>What a batch step did: how many leading messages of the batch finished, and whether the worker goes on.</summary>
-/// <param name="Done">The messages finished, from the start of the batch (their offsets may be committed); the rest come again in the next batch.</param>
+/// <param name="Done">The messages finished, from the start of the batch (the step completed their offsets); the rest come again in the next batch.</param>
 /// <param name="Continue"><see langword="false"/> to end the worker (stopped on an error, or cancelled).</param>
 internal readonly record struct BatchOutcome(int Done, bool Continue);
 
@@ -11,17 +11,20 @@ internal readonly record struct BatchOutcome(int Done, bool Continue);
 /// <param name="MaxSize">The most messages in one batch (<see cref="ConsumerBatchOptions.MaxBatchSize"/>).</param>
 /// <param name="MaxWait">How long a batch started from an empty buffer waits for more (<see cref="ConsumerBatchOptions.MaxBatchWait"/>).</param>
 /// <param name="Time">The time source of <paramref name="MaxWait"/>.</param>
-/// <param name="Process">Handles one batch (thread pool); must not keep the list, which the worker reuses.</param>
+/// <param name="Process">
+/// Handles one batch (thread pool) and completes the offsets of the messages it finished in the partition's tracker as
+/// soon as they are known (those before a failed one, before its retries); must not keep the list, which the worker reuses.
+/// </param>
 internal sealed record BatchDispatch(
     int MaxSize,
     TimeSpan MaxWait,
     TimeProvider Time,
-    Func<List<ConsumeResult<byte[]?, byte[]?>>, CancellationToken, ValueTask<BatchOutcome>> Process);
+    Func<List<ConsumeResult<byte[]?, byte[]?>>, OffsetTracker, CancellationToken, ValueTask<BatchOutcome>> Process);
 
 /// <summary>
 /// The batch dispatch (a batch handler, <see cref="ConsumerOrdering.Partition"/> only): the worker's task forms a batch
-/// from the buffer (see <see cref="ConsumerBatchOptions"/>), hands it to the step, completes the offsets of the messages
-/// the step finished and keeps the rest (after a <see cref="KafkaBatchException"/>) at the front of the next batch.
+/// from the buffer (see <see cref="ConsumerBatchOptions"/>), hands it to the step (which completes the offsets of the
+/// messages it finished) and keeps the rest (after a <see cref="KafkaBatchException"/>) at the front of the next batch.
 /// </summary>
 /// <remarks>
 /// Messages of the batch being formed still count as buffered (the poll thread's pausing bounds them) until the batch is
@@ -53,12 +56,7 @@ internal sealed partial class PartitionWorker
                     Unbuffer(batch[i]);
                 }
 
-                var outcome = await dispatch.Process(batch, token).ConfigureAwait(false);
-                for (var i = 0; i < outcome.Done; i++)
-                {
-                    Offsets.Complete(batch[i].Offset.Value);
-                }
-
+                var outcome = await dispatch.Process(batch, Offsets, token).ConfigureAwait(false);
                 if (!outcome.Continue)
                 {
                     return;
