@@ -51,10 +51,7 @@ internal sealed partial class PartitionWorker
                     return;
                 }
 
-                for (var i = handedOver; i < batch.Count; i++)
-                {
-                    Unbuffer(batch[i]);
-                }
+                Unbuffer(batch, handedOver);
 
                 var outcome = await dispatch.Process(batch, Offsets, token).ConfigureAwait(false);
                 if (!outcome.Continue)
@@ -119,6 +116,19 @@ internal sealed partial class PartitionWorker
         }
 
         return true;
+    }
+
+    /// <summary>Counts the messages of <c>batch[from..]</c> out of the buffer (their batch is handed over), in one update.</summary>
+    private void Unbuffer(List<ConsumeResult<byte[]?, byte[]?>> batch, int from)
+    {
+        var bytes = 0L;
+        for (var i = from; i < batch.Count; i++)
+        {
+            bytes += SizeOf(batch[i]);
+        }
+
+        Interlocked.Add(ref _bufferedCount, from - batch.Count);
+        Interlocked.Add(ref _bufferedBytes, -bytes);
     }
 
     private static void Take(System.Threading.Channels.ChannelReader<ConsumeResult<byte[]?, byte[]?>> reader, List<ConsumeResult<byte[]?, byte[]?>> batch, int maxSize)

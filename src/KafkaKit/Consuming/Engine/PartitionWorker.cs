@@ -68,8 +68,9 @@ internal sealed partial class PartitionWorker
         long size = 128 + (message.Key?.Length ?? 0) + (message.Value?.Length ?? 0);
         if (message.Headers is { } headers)
         {
-            foreach (var header in headers)
+            for (var i = 0; i < headers.Count; i++) // by index: the enumerator would allocate, per message, on the poll thread
             {
+                var header = headers[i];
                 size += 32 + header.Key.Length + (header.GetValueBytes()?.Length ?? 0);
             }
         }
