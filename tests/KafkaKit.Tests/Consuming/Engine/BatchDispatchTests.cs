@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Text;
 using Confluent.Kafka;
 using KafkaKit.Consuming;
+using KafkaKit.Diagnostics;
 using KafkaKit.Tests.Support;
 using Microsoft.Extensions.Time.Testing;
 using Polly;
@@ -160,6 +162,33 @@ public sealed class BatchDispatchTests
             Assert.That(outcome, Is.EqualTo(new BatchOutcome(3, true)));
             Assert.That(test.Logs.Lines.Count(l => l.EventId.Id == 2101), Is.EqualTo(2), "once per call (the call and its retry)");
             Assert.That(test.Logs.Lines.Count(l => l.EventId.Id == 2008), Is.EqualTo(3));
+        });
+    }
+
+    [Test]
+    public void StartProcessBatch_MessagesWithAndWithoutSendContext_OneSpanLinkedToEachPropagatedContext()
+    {
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == KafkaKitTracing.SourceName,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+        };
+        ActivitySource.AddActivityListener(listener);
+        var senders = new[] { ActivityTraceId.CreateRandom(), ActivityTraceId.CreateRandom() };
+        var raw = new List<ConsumeResult<byte[]?, byte[]?>> { Raw(0), Raw(1), Raw(2) };
+        raw[0].Message.Headers = [new Header("traceparent", Encoding.UTF8.GetBytes($"00-{senders[0]}-{ActivitySpanId.CreateRandom()}-01"))];
+        raw[2].Message.Headers = [new Header("traceparent", Encoding.UTF8.GetBytes($"00-{senders[1]}-{ActivitySpanId.CreateRandom()}-01"))];
+
+        using var activity = KafkaKitTracing.StartProcessBatch("c", "g", raw);
+
+        Assert.That(activity, Is.Not.Null);
+        Assert.Multiple(() =>
+        {
+            Assert.That(activity!.DisplayName, Is.EqualTo("process orders"));
+            Assert.That(activity.Links.Select(l => l.Context.TraceId), Is.EqualTo(senders), "one link per message that carried a send context");
+            Assert.That(activity.TraceId, Is.Not.AnyOf(senders), "not a child of any one sender");
+            Assert.That(activity.GetTagItem("messaging.batch.message_count"), Is.EqualTo(3));
+            Assert.That(activity.GetTagItem("messaging.destination.partition.id"), Is.EqualTo("0"));
         });
     }
 
