@@ -187,32 +187,19 @@ public sealed class KafkaKitBuilder
     }
 
     /// <summary>Handles one message with a handler resolved from a new scope (a thread-pool thread).</summary>
-    private static async ValueTask HandleAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
-        where THandler : class, IKafkaMessageHandler<TKey, TValue>
-    {
-        var scope = scopes.CreateAsyncScope();
-        await using (scope.ConfigureAwait(false))
-        {
-            THandler handler;
-            try
-            {
-                handler = scope.ServiceProvider.GetRequiredService<THandler>();
-            }
-            catch (InvalidOperationException e) when (e is not ObjectDisposedException)
-            {
-                throw new HandlerUnavailableException(
-                    $"Consumer '{name}' cannot create its handler {HandlerName<THandler>()} for {result.Topic} [{result.Partition.Value}] @{result.Offset.Value}. {e.Message} "
-                    + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {result.Offset.Value} is not committed. Register the missing service.",
-                    e);
-            }
-
-            await handler.HandleAsync(result, cancellationToken).ConfigureAwait(false);
-        }
-    }
+    private static ValueTask HandleAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
+        where THandler : class, IKafkaMessageHandler<TKey, TValue> =>
+        InScopeAsync<THandler, ConsumeResult<TKey, TValue>>(scopes, name, "handler", result, result.TopicPartitionOffset, static (h, r, ct) => h.HandleAsync(r, ct), cancellationToken);
 
     /// <summary>Handles one batch with a handler resolved from a new scope (a thread-pool thread).</summary>
-    private static async ValueTask HandleBatchAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, IReadOnlyList<ConsumeResult<TKey, TValue>> batch, CancellationToken cancellationToken)
-        where THandler : class, IKafkaBatchHandler<TKey, TValue>
+    private static ValueTask HandleBatchAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, IReadOnlyList<ConsumeResult<TKey, TValue>> batch, CancellationToken cancellationToken)
+        where THandler : class, IKafkaBatchHandler<TKey, TValue> =>
+        InScopeAsync<THandler, IReadOnlyList<ConsumeResult<TKey, TValue>>>(scopes, name, "batch handler", batch, batch[0].TopicPartitionOffset, static (h, b, ct) => h.HandleAsync(b, ct), cancellationToken);
+
+    /// <summary>Resolves the handler from a new scope and runs <paramref name="handle"/> in it; a handler that cannot be created is a <see cref="HandlerUnavailableException"/>.</summary>
+    private static async ValueTask InScopeAsync<THandler, TInput>(
+        IServiceScopeFactory scopes, string name, string kind, TInput input, TopicPartitionOffset first, Func<THandler, TInput, CancellationToken, ValueTask> handle, CancellationToken cancellationToken)
+        where THandler : class
     {
         var scope = scopes.CreateAsyncScope();
         await using (scope.ConfigureAwait(false))
@@ -224,14 +211,13 @@ public sealed class KafkaKitBuilder
             }
             catch (InvalidOperationException e) when (e is not ObjectDisposedException)
             {
-                var first = batch[0];
                 throw new HandlerUnavailableException(
-                    $"Consumer '{name}' cannot create its batch handler {HandlerName<THandler>()} for {first.Topic} [{first.Partition.Value}] @{first.Offset.Value} ({batch.Count} messages). {e.Message} "
+                    $"Consumer '{name}' cannot create its {kind} {HandlerName<THandler>()} for {first.Topic} [{first.Partition.Value}] @{first.Offset.Value}. {e.Message} "
                     + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {first.Offset.Value} is not committed. Register the missing service.",
                     e);
             }
 
-            await handler.HandleAsync(batch, cancellationToken).ConfigureAwait(false);
+            await handle(handler, input, cancellationToken).ConfigureAwait(false);
         }
     }
 
