@@ -44,4 +44,27 @@ public sealed class ConsumerBatchOptions
             problems.Add($"Batch.MaxBatchWait is {MaxBatchWait}; it must be between 0 and 5 minutes.");
         }
     }
+
+    /// <summary>Lists what a batch handler does not go with (the builder calls it when one is set).</summary>
+    /// <param name="name">The consumer's name.</param>
+    /// <param name="options">The consumer's options.</param>
+    /// <param name="hasMessageHandler">Whether a message handler is set too.</param>
+    /// <param name="problems">Receives one sentence per problem.</param>
+    internal static void ValidateBatchConsumer(string name, KafkaConsumerOptions options, bool hasMessageHandler, List<string> problems)
+    {
+        if (hasMessageHandler)
+        {
+            problems.Add($"Consumer '{name}' has both a message handler and a batch handler: set one (SetHandler or SetBatchHandler).");
+        }
+
+        if (options.Ordering != ConsumerOrdering.Partition)
+        {
+            problems.Add($"Consumer '{name}': Ordering is {options.Ordering}, but a batch handler needs Ordering = Partition (a batch holds messages of one partition in offset order); remove Ordering or use a message handler.");
+        }
+
+        if (options.Batch.MaxBatchSize > options.PartitionBufferSize)
+        {
+            problems.Add($"Consumer '{name}': Batch.MaxBatchSize ({options.Batch.MaxBatchSize}) is more than PartitionBufferSize ({options.PartitionBufferSize}); a batch is formed in the partition's buffer, so it must be at most PartitionBufferSize messages.");
+        }
+    }
 }

@@ -213,7 +213,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
 
         if (_batchHandler is not null)
         {
-            BatchProblems(problems);
+            ConsumerBatchOptions.ValidateBatchConsumer(_name, _options, _handler is not null, problems);
         }
 
         if (problems.Count > 0)
@@ -255,25 +255,6 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     {
         _timeProvider = timeProvider ?? throw new ArgumentNullException(nameof(timeProvider));
         return this;
-    }
-
-    /// <summary>Lists what a batch handler does not go with.</summary>
-    private void BatchProblems(List<string> problems)
-    {
-        if (_handler is not null)
-        {
-            problems.Add($"Consumer '{_name}' has both a message handler and a batch handler: set one (SetHandler or SetBatchHandler).");
-        }
-
-        if (_options.Ordering != ConsumerOrdering.Partition)
-        {
-            problems.Add($"Consumer '{_name}': Ordering is {_options.Ordering}, but a batch handler needs Ordering = Partition (a batch holds messages of one partition in offset order); remove Ordering or use a message handler.");
-        }
-
-        if (_options.Batch.MaxBatchSize > _options.PartitionBufferSize)
-        {
-            problems.Add($"Consumer '{_name}': Batch.MaxBatchSize ({_options.Batch.MaxBatchSize}) is more than PartitionBufferSize ({_options.PartitionBufferSize}); a batch is formed in the partition's buffer, so it must be at most PartitionBufferSize messages.");
-        }
     }
 
     private ResiliencePipeline BuildRetry(ILogger logger)

@@ -79,14 +79,7 @@ internal sealed class PartitionSet
         {
             var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency);
             _workers[partition] = worker;
-            if (_batch is null)
-            {
-                worker.Start(_process);
-            }
-            else
-            {
-                worker.StartBatch(_batch);
-            }
+            worker.Start(_process, _batch);
         }
 
         _assignment = [.. _workers.Keys];

@@ -33,10 +33,6 @@ internal sealed record BatchDispatch(
 /// </remarks>
 internal sealed partial class PartitionWorker
 {
-    /// <summary>Starts handing batches of buffered messages to <paramref name="dispatch"/> on the thread pool.</summary>
-    /// <param name="dispatch">The batch limits and step.</param>
-    public void StartBatch(BatchDispatch dispatch) => Run = Task.Run(() => RunBatchAsync(dispatch));
-
     private async Task RunBatchAsync(BatchDispatch dispatch)
     {
         var token = _cancel.Token;

@@ -29,7 +29,7 @@ public sealed class BatchDispatchTests
             worker.Write(Raw(offset));
         }
 
-        worker.StartBatch(new BatchDispatch(10, TimeSpan.FromHours(1), time, (raw, offsets, _) => Record(batches, raw, offsets)));
+        worker.Start(NotUsed, new BatchDispatch(10, TimeSpan.FromHours(1), time, (raw, offsets, _) => Record(batches, raw, offsets)));
         await Wait.ForAsync(() => worker.Offsets.Committable == 25, Patience, () => $"all 25 committable (batches: {Describe(batches)})");
         worker.BeginStop();
         await worker.Run.WaitAsync(Patience);
@@ -48,7 +48,7 @@ public sealed class BatchDispatchTests
         var time = new TimerCountingTime();
         var batches = new ConcurrentQueue<long[]>();
         var worker = new PartitionWorker(P0, CancellationToken.None);
-        worker.StartBatch(new BatchDispatch(100, TimeSpan.FromSeconds(1), time, (raw, offsets, _) => Record(batches, raw, offsets)));
+        worker.Start(NotUsed, new BatchDispatch(100, TimeSpan.FromSeconds(1), time, (raw, offsets, _) => Record(batches, raw, offsets)));
 
         // A message written before the worker's task reached its wait is "waiting" and goes at once: write one at a
         // time until a batch waits for more (it creates a timer on the time source).
@@ -198,6 +198,9 @@ public sealed class BatchDispatchTests
         Assert.Throws<ArgumentOutOfRangeException>(() => _ = new KafkaBatchException(-1, new TimeoutException()));
         Assert.Throws<ArgumentNullException>(() => _ = new KafkaBatchException(0, null!));
     }
+
+    private static ValueTask<bool> NotUsed(ConsumeResult<byte[]?, byte[]?> result, CancellationToken cancellationToken) =>
+        throw new InvalidOperationException("a batch worker hands messages to its batch step");
 
     private static ConsumeResult<byte[]?, byte[]?> Raw(long offset) => new()
     {
