@@ -131,11 +131,7 @@ internal sealed partial class MessageProcessor<TKey, TValue>
     /// <summary>Completes the offsets of <c>raw[from..to)</c>; the outcome of a batch whose first <paramref name="to"/> messages are done.</summary>
     private static BatchOutcome Done(List<ConsumeResult<byte[]?, byte[]?>> raw, OffsetTracker offsets, int from, int to, bool goOn)
     {
-        for (var i = from; i < to; i++)
-        {
-            offsets.Complete(raw[i].Offset.Value);
-        }
-
+        offsets.CompleteRange(raw, from, to);
         return new BatchOutcome(to, goOn);
     }
 
