@@ -172,9 +172,15 @@ internal sealed class ConsumeFixture : IAsyncDisposable
     }
 
     /// <summary>Counts one handled message (KafkaKit handlers call it last).</summary>
-    public void Count()
+    public void Count() => Count(1);
+
+    /// <summary>Counts handled messages (a batch handler calls it last, once per batch).</summary>
+    /// <param name="messages">The number of messages handled.</param>
+    public void Count(int messages)
     {
-        if (Interlocked.Increment(ref _handled) == Volatile.Read(ref _target))
+        var target = Volatile.Read(ref _target);
+        var handled = Interlocked.Add(ref _handled, messages);
+        if (handled >= target && handled - messages < target)
         {
             Volatile.Read(ref _done).TrySetResult();
         }

@@ -76,7 +76,8 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         RebalanceCallbacks callbacks,
         ILogger logger,
         TimeProvider timeProvider,
-        RetryTopicRouter? retryTopics = null)
+        RetryTopicRouter? retryTopics = null,
+        Func<IReadOnlyList<ConsumeResult<TKey, TValue>>, CancellationToken, ValueTask>? batchHandler = null)
     {
         Name = name;
         _retryTopics = retryTopics;
@@ -89,8 +90,12 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _patternWatch = PatternSubscriptionWatch.For(name, options.Topics, config, logger, () => State == KafkaConsumerState.Running ? ClientHandle : null);
         _committer = new OffsetCommitter(name, config.GroupId, logger);
         _processor = new MessageProcessor<TKey, TValue>(
-            name, config.GroupId, options, keyDeserializer, valueDeserializer, handler, retry, firstAttemptOutsidePipeline, deadLetters, Fail, logger, timeProvider, retryTopics);
-        _partitions = new PartitionSet(name, options, _committer, logger, timeProvider, _processor.ProcessAsync, _stopHard.Token, retryTopics);
+            name, config.GroupId, options, keyDeserializer, valueDeserializer, handler, retry, firstAttemptOutsidePipeline, deadLetters, Fail, logger, timeProvider, retryTopics)
+        {
+            BatchHandler = batchHandler,
+        };
+        var batch = batchHandler is null ? null : new BatchDispatch(options.Batch.MaxBatchSize, options.Batch.MaxBatchWait, timeProvider, _processor.ProcessBatchAsync);
+        _partitions = new PartitionSet(name, options, _committer, logger, timeProvider, _processor.ProcessAsync, _stopHard.Token, retryTopics, batch);
         _rebalance = new RebalanceHandler(name, config, options, callbacks, _partitions, _committer, () => _stopRequested, logger, timeProvider);
         _statistics = new ConsumerStatistics(name, config.GroupId, () => _partitions.Assignment, logger);
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);

@@ -30,6 +30,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     private IDeserializer<TKey>? _keyDeserializer;
     private IDeserializer<TValue>? _valueDeserializer;
     private Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask>? _handler;
+    private Func<IReadOnlyList<ConsumeResult<TKey, TValue>>, CancellationToken, ValueTask>? _batchHandler;
     private ILoggerFactory _loggerFactory = NullLoggerFactory.Instance;
     private ResiliencePipeline? _retry;
     private KafkaKitOptions? _shared;
@@ -64,6 +65,29 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     {
         ArgumentNullException.ThrowIfNull(handler);
         _handler = handler.HandleAsync;
+        return this;
+    }
+
+    /// <summary>
+    /// Sets a batch handler instead of a message handler: messages are handed over in batches of one partition
+    /// (<see cref="KafkaConsumerOptions.Batch"/>). Requires <see cref="KafkaConsumerOptions.Ordering"/> =
+    /// <see cref="ConsumerOrdering.Partition"/>; <see cref="Build"/> refuses other orderings and a message handler set too.
+    /// </summary>
+    /// <param name="handler">See <see cref="IKafkaBatchHandler{TKey, TValue}.HandleAsync"/> for its contract.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetBatchHandler(Func<IReadOnlyList<ConsumeResult<TKey, TValue>>, CancellationToken, ValueTask> handler)
+    {
+        _batchHandler = handler ?? throw new ArgumentNullException(nameof(handler));
+        return this;
+    }
+
+    /// <summary>Sets a batch handler instead of a message handler; as <see cref="SetBatchHandler(Func{IReadOnlyList{ConsumeResult{TKey, TValue}}, CancellationToken, ValueTask})"/>.</summary>
+    /// <param name="handler">The handler; one instance serves every batch.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetBatchHandler(IKafkaBatchHandler<TKey, TValue> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        _batchHandler = handler.HandleAsync;
         return this;
     }
 
@@ -182,9 +206,14 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
         Librdkafka.DescribeOnce(_loggerFactory.CreateLogger("KafkaKit.Librdkafka"));
         var problems = new List<string>();
         var merged = _options.Resolve(_name, _shared, problems).Values;
-        if (_handler is null)
+        if (_handler is null && _batchHandler is null)
         {
-            problems.Add($"Consumer '{_name}' has no handler: call SetHandler (or register one with AddConsumer<TKey, TValue, THandler>).");
+            problems.Add($"Consumer '{_name}' has no handler: call SetHandler or SetBatchHandler (or register one with AddConsumer or AddBatchConsumer).");
+        }
+
+        if (_batchHandler is not null)
+        {
+            ConsumerBatchOptions.ValidateBatchConsumer(_name, _options, _handler is not null, problems);
         }
 
         if (problems.Count > 0)
@@ -205,14 +234,15 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             _options,
             _keyDeserializer ?? KafkaSerializers.DeserializerFor<TKey>(_shared?.Json.ToSerializerOptions()),
             _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(_shared?.Json.ToSerializerOptions()),
-            _handler!,
+            _handler ?? (static (_, _) => throw new InvalidOperationException("A batch consumer has no message handler.")),
             _retry ?? BuildRetry(logger),
             firstAttemptOutsidePipeline: _retry is null,
             deadLetters,
             _callbacks,
             logger,
             _timeProvider,
-            _options.OnError == ConsumerErrorAction.RetryTopics ? new RetryTopicRouter(_options, _timeProvider) : null);
+            _options.OnError == ConsumerErrorAction.RetryTopics ? new RetryTopicRouter(_options, _timeProvider) : null,
+            _batchHandler);
     }
 
     internal KafkaConsumerBuilder<TKey, TValue> SetShared(KafkaKitOptions shared)

@@ -154,6 +154,9 @@ public sealed class KafkaConsumerOptions
     /// <summary>Gets the retry policy of failed handler calls.</summary>
     public HandlerRetryOptions Retry { get; } = new();
 
+    /// <summary>Gets how a batch consumer (<see cref="IKafkaBatchHandler{TKey, TValue}"/>) forms its batches; ignored with a per-message handler.</summary>
+    public ConsumerBatchOptions Batch { get; } = new();
+
     /// <summary>Gets or sets what happens to a message whose handling failed after retries, or that could not be deserialized. Default: <see cref="ConsumerErrorAction.Stop"/>.</summary>
     public ConsumerErrorAction OnError { get; set; } = ConsumerErrorAction.Stop;
 
@@ -292,6 +295,7 @@ public sealed class KafkaConsumerOptions
 
         Retry.Validate(problems);
         RetryTopics.Validate(problems, OnError, Topics, DeadLetterTopic);
+        Batch.Validate(problems);
         return problems;
     }
 

@@ -97,6 +97,43 @@ public sealed class KafkaKitBuilder
     public KafkaKitBuilder AddConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure = null)
         where THandler : class, IKafkaMessageHandler<TKey, TValue>
     {
+        return AddHostedConsumer<TKey, TValue, THandler>(name, configure, (scopes, builder) =>
+            builder.SetHandler((result, ct) => HandleAsync<TKey, TValue, THandler>(scopes, name, result, ct)));
+    }
+
+    /// <summary>
+    /// Registers a consumer with a batch handler, run by a hosted service like <see cref="AddConsumer"/>: the handler
+    /// receives batches of one partition in offset order (<see cref="KafkaConsumerOptions.Batch"/>: <c>MaxBatchSize</c>,
+    /// <c>MaxBatchWait</c>) and is resolved from a new DI scope for every batch. Its options are
+    /// <c>KafkaKit:Consumers:&lt;name&gt;</c>, on top of the shared ones; <see cref="KafkaConsumerOptions.Ordering"/> must
+    /// stay <see cref="ConsumerOrdering.Partition"/>.
+    /// </summary>
+    /// <typeparam name="TKey">The message key type.</typeparam>
+    /// <typeparam name="TValue">The message value type.</typeparam>
+    /// <typeparam name="THandler">The batch handler.</typeparam>
+    /// <param name="name">The consumer's name (its <c>client.id</c> and its options key).</param>
+    /// <param name="configure">Optional: deserializers, rebalance callbacks, retry pipeline.</param>
+    /// <returns>This builder.</returns>
+    /// <remarks>
+    /// The handler check at start, a handler that cannot be created at run time, and <see cref="KafkaConsumerOptions.OnFault"/>
+    /// behave as with <see cref="AddConsumer"/>. Invalid batch options or an ordering other than
+    /// <see cref="ConsumerOrdering.Partition"/> fail the host's start with an <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> listing every problem.
+    /// </remarks>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
+    /// <exception cref="InvalidOperationException">A consumer named <paramref name="name"/> is registered already.</exception>
+    public KafkaKitBuilder AddBatchConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure = null)
+        where THandler : class, IKafkaBatchHandler<TKey, TValue>
+    {
+        return AddHostedConsumer<TKey, TValue, THandler>(name, configure, (scopes, builder) =>
+            builder.SetBatchHandler((batch, ct) => HandleBatchAsync<TKey, TValue, THandler>(scopes, name, batch, ct)));
+    }
+
+    private KafkaKitBuilder AddHostedConsumer<TKey, TValue, THandler>(
+        string name,
+        Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure,
+        Action<IServiceScopeFactory, KafkaConsumerBuilder<TKey, TValue>> setHandler)
+        where THandler : class
+    {
         ArgumentException.ThrowIfNullOrEmpty(name);
         Registry.AddConsumer(name);
         Services.TryAddScoped<THandler>();
@@ -114,8 +151,8 @@ public sealed class KafkaKitBuilder
                     var builder = new KafkaConsumerBuilder<TKey, TValue>(name, options.Consumers.TryGetValue(name, out var own) ? own : new KafkaConsumerOptions())
                         .SetShared(options)
                         .SetLoggerFactory(loggerFactory)
-                        .SetTimeProvider(sp.GetService<TimeProvider>() ?? TimeProvider.System)
-                        .SetHandler((result, ct) => HandleAsync<TKey, TValue, THandler>(scopes, name, result, ct));
+                        .SetTimeProvider(sp.GetService<TimeProvider>() ?? TimeProvider.System);
+                    setHandler(scopes, builder);
                     configure?.Invoke(sp, builder);
                     var consumer = builder.Build();
                     sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(consumer));
@@ -151,8 +188,19 @@ public sealed class KafkaKitBuilder
     }
 
     /// <summary>Handles one message with a handler resolved from a new scope (a thread-pool thread).</summary>
-    private static async ValueTask HandleAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
-        where THandler : class, IKafkaMessageHandler<TKey, TValue>
+    private static ValueTask HandleAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
+        where THandler : class, IKafkaMessageHandler<TKey, TValue> =>
+        InScopeAsync<THandler, ConsumeResult<TKey, TValue>>(scopes, name, "handler", result, result.TopicPartitionOffset, static (h, r, ct) => h.HandleAsync(r, ct), cancellationToken);
+
+    /// <summary>Handles one batch with a handler resolved from a new scope (a thread-pool thread).</summary>
+    private static ValueTask HandleBatchAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, IReadOnlyList<ConsumeResult<TKey, TValue>> batch, CancellationToken cancellationToken)
+        where THandler : class, IKafkaBatchHandler<TKey, TValue> =>
+        InScopeAsync<THandler, IReadOnlyList<ConsumeResult<TKey, TValue>>>(scopes, name, "batch handler", batch, batch[0].TopicPartitionOffset, static (h, b, ct) => h.HandleAsync(b, ct), cancellationToken);
+
+    /// <summary>Resolves the handler from a new scope and runs <paramref name="handle"/> in it; a handler that cannot be created is a <see cref="HandlerUnavailableException"/>.</summary>
+    private static async ValueTask InScopeAsync<THandler, TInput>(
+        IServiceScopeFactory scopes, string name, string kind, TInput input, TopicPartitionOffset first, Func<THandler, TInput, CancellationToken, ValueTask> handle, CancellationToken cancellationToken)
+        where THandler : class
     {
         var scope = scopes.CreateAsyncScope();
         await using (scope.ConfigureAwait(false))
@@ -165,12 +213,12 @@ public sealed class KafkaKitBuilder
             catch (InvalidOperationException e) when (e is not ObjectDisposedException)
             {
                 throw new HandlerUnavailableException(
-                    $"Consumer '{name}' cannot create its handler {HandlerName<THandler>()} for {result.Topic} [{result.Partition.Value}] @{result.Offset.Value}. {e.Message} "
-                    + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {result.Offset.Value} is not committed. Register the missing service.",
+                    $"Consumer '{name}' cannot create its {kind} {HandlerName<THandler>()} for {first.Topic} [{first.Partition.Value}] @{first.Offset.Value}. {e.Message} "
+                    + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {first.Offset.Value} is not committed. Register the missing service.",
                     e);
             }
 
-            await handler.HandleAsync(result, cancellationToken).ConfigureAwait(false);
+            await handle(handler, input, cancellationToken).ConfigureAwait(false);
         }
     }
 

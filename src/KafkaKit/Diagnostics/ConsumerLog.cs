@@ -108,6 +108,12 @@ internal static partial class ConsumerLog
     [LoggerMessage(2062, LogLevel.Warning, "Consumer {Name}: {Undelivered} dead-letter messages were not delivered within {Timeout} at stop; they were purged (their source offsets were not committed, so they are consumed again).")]
     public static partial void DeadLetterPurged(ILogger logger, string name, int undelivered, TimeSpan timeout);
 
+    [LoggerMessage(2100, LogLevel.Warning, "Consumer {Name}: {Topic} [{Partition}] @{Offset} failed at index {Index} of a batch of {Count}; the messages before it are done, it is retried alone, the ones after it come again in the next batch.")]
+    public static partial void BatchMessageFailed(ILogger logger, Exception exception, string name, string topic, int partition, long offset, int index, int count);
+
+    [LoggerMessage(2101, LogLevel.Warning, "Consumer {Name}: the batch handler threw KafkaBatchException with index {Index} outside its batch of {Count} messages; counted as a failure of the whole batch.")]
+    public static partial void BatchIndexOutOfRange(ILogger logger, string name, int index, int count);
+
     [LoggerMessage(2200, LogLevel.Information, "Consumer {Name}: {Topic} [{Partition}] @{Offset} written to retry topic {RetryTopic} (attempt {Attempt}, due {Due:O})")]
     public static partial void RetryScheduled(ILogger logger, string name, string topic, int partition, long offset, string retryTopic, int attempt, DateTimeOffset due);
 

@@ -23,6 +23,10 @@ internal static class KafkaKitMetrics
     public static readonly Histogram<double> ProcessDuration = Meter.CreateHistogram<double>(
         "messaging.process.duration", "s", "Duration of one handler call.");
 
+    /// <summary>kafkakit.consumer.batch.size: messages in each batch handed to a batch handler.</summary>
+    public static readonly Histogram<long> BatchSize = Meter.CreateHistogram<long>(
+        "kafkakit.consumer.batch.size", "{message}", "Messages in one batch handed to a batch handler.");
+
     /// <summary>kafkakit.producer.callback.errors: exceptions thrown by user delivery callbacks.</summary>
     public static readonly Counter<long> CallbackErrors = Meter.CreateCounter<long>(
         "kafkakit.producer.callback.errors", "{exception}", "Exceptions thrown by delivery callbacks (logged, not propagated).");

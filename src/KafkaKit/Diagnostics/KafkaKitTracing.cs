@@ -84,26 +84,69 @@ internal static class KafkaKitTracing
             return null;
         }
 
-        DistributedContextPropagator.Current.ExtractTraceIdAndState(result.Message.Headers, static (object? carrier, string name, out string? value, out IEnumerable<string>? values) =>
-        {
-            values = null;
-            value = carrier is Headers h && h.TryGetLastBytes(name, out var bytes) ? Encoding.UTF8.GetString(bytes) : null;
-        }, out var traceParent, out var traceState);
-        ActivityContext.TryParse(traceParent, traceState, out var parent);
-        var activity = Source.StartActivity($"process {result.Topic}", ActivityKind.Consumer, parent);
+        var activity = Source.StartActivity($"process {result.Topic}", ActivityKind.Consumer, SendContext(result));
         if (activity is null)
         {
             return null;
         }
 
+        ProcessTags(activity, clientId, groupId, result);
+        activity.SetTag("messaging.kafka.offset", result.Offset.Value);
+        return activity;
+    }
+
+    /// <summary>
+    /// Starts one "process" span for a batch (of one partition), linked to each message's propagated send context (the
+    /// OpenTelemetry messaging convention for batch receivers); null when nobody listens.
+    /// </summary>
+    public static Activity? StartProcessBatch(string clientId, string groupId, IReadOnlyList<ConsumeResult<byte[]?, byte[]?>> batch)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
+        var links = new List<ActivityLink>(batch.Count);
+        foreach (var result in batch)
+        {
+            if (SendContext(result) is { TraceId: var traceId } context && traceId != default)
+            {
+                links.Add(new ActivityLink(context));
+            }
+        }
+
+        var first = batch[0];
+        var activity = Source.StartActivity($"process {first.Topic}", ActivityKind.Consumer, default(ActivityContext), links: links);
+        if (activity is null)
+        {
+            return null;
+        }
+
+        ProcessTags(activity, clientId, groupId, first);
+        activity.SetTag("messaging.batch.message_count", batch.Count);
+        return activity;
+    }
+
+    /// <summary>The W3C trace context a producer wrote into the message headers, or default when there is none.</summary>
+    private static ActivityContext SendContext(ConsumeResult<byte[]?, byte[]?> result)
+    {
+        DistributedContextPropagator.Current.ExtractTraceIdAndState(result.Message.Headers, static (object? carrier, string name, out string? value, out IEnumerable<string>? values) =>
+        {
+            values = null;
+            value = carrier is Headers h && h.TryGetLastBytes(name, out var bytes) ? Encoding.UTF8.GetString(bytes) : null;
+        }, out var traceParent, out var traceState);
+        ActivityContext.TryParse(traceParent, traceState, out var context);
+        return context;
+    }
+
+    private static void ProcessTags(Activity activity, string clientId, string groupId, ConsumeResult<byte[]?, byte[]?> result)
+    {
         activity.SetTag("messaging.system", "kafka");
         activity.SetTag("messaging.operation.type", "process");
         activity.SetTag("messaging.destination.name", result.Topic);
         activity.SetTag("messaging.destination.partition.id", result.Partition.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        activity.SetTag("messaging.kafka.offset", result.Offset.Value);
         activity.SetTag("messaging.consumer.group.name", groupId);
         activity.SetTag("messaging.client.id", clientId);
-        return activity;
     }
 
     /// <summary>Marks a span failed with the exception's type.</summary>

@@ -133,42 +133,63 @@ internal sealed class OffsetTracker
 
         lock (_gate)
         {
-            var index = _ascending ? Search(offset) : Scan(offset);
-
-            if (index < 0)
-            {
-                return false;
-            }
-
-            _pending[index] = (offset, true);
-            var advanced = false;
-            var next = _committable;
-            while (_head < _pending.Count && _pending[_head].Done)
-            {
-                next = _pending[_head].Offset + 1;
-                _head++;
-                advanced = true;
-            }
-
-            if (advanced && next > _committable)
-            {
-                _committable = next; // never backwards
-            }
-
-            if (_head == _pending.Count)
-            {
-                _pending.Clear();
-                _head = 0;
-                _ascending = true;
-            }
-            else if (_head > 1024 && _head > _pending.Count / 2)
-            {
-                _pending.RemoveRange(0, _head);
-                _head = 0;
-            }
-
-            return true;
+            return CompleteLocked(offset);
         }
+    }
+
+    /// <summary>Records that the messages <c>results[from..to)</c> finished, under one lock (a batch); any thread.</summary>
+    /// <param name="results">The messages.</param>
+    /// <param name="from">The first index.</param>
+    /// <param name="to">The index after the last.</param>
+    public void CompleteRange(IReadOnlyList<ConsumeResult<byte[]?, byte[]?>> results, int from, int to)
+    {
+        lock (_gate)
+        {
+            for (var i = from; i < to; i++)
+            {
+                CompleteLocked(results[i].Offset.Value);
+            }
+        }
+    }
+
+    /// <summary>The body of <see cref="Complete(long)"/>, under the lock.</summary>
+    private bool CompleteLocked(long offset)
+    {
+        var index = _ascending ? Search(offset) : Scan(offset);
+
+        if (index < 0)
+        {
+            return false;
+        }
+
+        _pending[index] = (offset, true);
+        var advanced = false;
+        var next = _committable;
+        while (_head < _pending.Count && _pending[_head].Done)
+        {
+            next = _pending[_head].Offset + 1;
+            _head++;
+            advanced = true;
+        }
+
+        if (advanced && next > _committable)
+        {
+            _committable = next; // never backwards
+        }
+
+        if (_head == _pending.Count)
+        {
+            _pending.Clear();
+            _head = 0;
+            _ascending = true;
+        }
+        else if (_head > 1024 && _head > _pending.Count / 2)
+        {
+            _pending.RemoveRange(0, _head);
+            _head = 0;
+        }
+
+        return true;
     }
 
     /// <summary>

@@ -26,6 +26,7 @@ internal sealed class PartitionSet
     private readonly CancellationToken _stopHard;
     private readonly Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> _process;
     private readonly RetryTopicRouter? _retryTopics;
+    private readonly BatchDispatch? _batch;
     private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
     private volatile TopicPartition[] _assignment = [];
     private long _bufferedBytes; // estimate of all buffers, exact at each maintenance
@@ -39,6 +40,7 @@ internal sealed class PartitionSet
     /// <param name="process">Handles one message on a worker (see <see cref="PartitionWorker.Start"/>).</param>
     /// <param name="stopHard">Cancels every worker (the stop's hard bound).</param>
     /// <param name="retryTopics">With <see cref="ConsumerErrorAction.RetryTopics"/>: holds a retry topic's partition until its next record is due.</param>
+    /// <param name="batch">With a batch handler, the batch dispatch the workers use instead of <paramref name="process"/>.</param>
     public PartitionSet(
         string name,
         KafkaConsumerOptions options,
@@ -47,7 +49,8 @@ internal sealed class PartitionSet
         TimeProvider time,
         Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> process,
         CancellationToken stopHard,
-        RetryTopicRouter? retryTopics = null)
+        RetryTopicRouter? retryTopics = null,
+        BatchDispatch? batch = null)
     {
         _name = name;
         _options = options;
@@ -57,6 +60,7 @@ internal sealed class PartitionSet
         _process = process;
         _stopHard = stopHard;
         _retryTopics = retryTopics;
+        _batch = batch;
     }
 
     /// <summary>Gets the owned partitions (a snapshot, any thread; a new array at each change).</summary>
@@ -79,7 +83,7 @@ internal sealed class PartitionSet
         {
             var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency) { RetryWrites = _retryTopics };
             _workers[partition] = worker;
-            worker.Start(_process);
+            worker.Start(_process, _batch);
         }
 
         _assignment = [.. _workers.Keys];

@@ -68,8 +68,10 @@ internal sealed partial class PartitionWorker
 
     /// <summary>Starts handing buffered messages to <paramref name="process"/> on the thread pool.</summary>
     /// <param name="process">Handles one message; returns false to end this worker (the message stays uncompleted).</param>
-    public void Start(Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> process) =>
-        Run = _ordering == ConsumerOrdering.Partition ? Task.Run(() => RunAsync(process)) : Task.Run(() => RunConcurrentAsync(process));
+    /// <param name="batch">With a batch handler, the batch dispatch used instead of <paramref name="process"/> (see PartitionWorker.Batch.cs).</param>
+    public void Start(Func<ConsumeResult<byte[]?, byte[]?>, CancellationToken, ValueTask<bool>> process, BatchDispatch? batch = null) =>
+        Run = batch is not null ? Task.Run(() => RunBatchAsync(batch))
+            : _ordering == ConsumerOrdering.Partition ? Task.Run(() => RunAsync(process)) : Task.Run(() => RunConcurrentAsync(process));
 
     /// <summary>Estimates the memory a buffered message holds: key, value and header bytes plus ~128 bytes of objects.</summary>
     public static long SizeOf(ConsumeResult<byte[]?, byte[]?> result)
