@@ -143,6 +143,16 @@ internal sealed class OffsetTracker
     /// <param name="to">The index after the last.</param>
     public void CompleteRange(IReadOnlyList<ConsumeResult<byte[]?, byte[]?>> results, int from, int to)
     {
+        if (_inOrder)
+        {
+            for (var i = from; i < to; i++)
+            {
+                Complete(results[i].Offset.Value); // a batch is a run of the oldest pending messages, in dispatch order
+            }
+
+            return;
+        }
+
         lock (_gate)
         {
             for (var i = from; i < to; i++)

@@ -81,7 +81,7 @@ internal sealed class PartitionSet
     {
         foreach (var partition in partitions)
         {
-            var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency) { RetryWrites = _retryTopics };
+            var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency, _retryTopics);
             _workers[partition] = worker;
             worker.Start(_process, _batch);
         }

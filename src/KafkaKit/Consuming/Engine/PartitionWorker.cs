@@ -21,12 +21,16 @@ internal sealed partial class PartitionWorker
     private int _bufferedCount;
     private long _bufferedBytes;
 
-    internal PartitionWorker(TopicPartition partition, CancellationToken stopHard, ConsumerOrdering ordering = ConsumerOrdering.Partition, int maxInFlight = 1)
+    internal PartitionWorker(TopicPartition partition, CancellationToken stopHard, ConsumerOrdering ordering = ConsumerOrdering.Partition, int maxInFlight = 1, RetryTopicRouter? retryWrites = null)
     {
         Partition = partition;
         _ordering = ordering;
         _maxInFlight = maxInFlight;
-        Offsets = new OffsetTracker(partition, inOrder: ordering == ConsumerOrdering.Partition);
+        RetryWrites = retryWrites;
+
+        // In order: one message at a time, each completed before the next starts. A retry-topic write completes its
+        // message later, on the broker's acknowledgement, while the next ones go on: out of order.
+        Offsets = new OffsetTracker(partition, inOrder: ordering == ConsumerOrdering.Partition && retryWrites is null);
 
         // Unbounded: the poll thread bounds it (pausing the partition); a message already fetched is never refused.
         _buffer = Channel.CreateUnbounded<ConsumeResult<byte[]?, byte[]?>>(new UnboundedChannelOptions
@@ -46,7 +50,7 @@ internal sealed partial class PartitionWorker
     /// Gets where the worker asks whether a handled message's completion waits for a retry-topic write the broker has
     /// not acknowledged yet (<see cref="ConsumerErrorAction.RetryTopics"/>), or <see langword="null"/>.
     /// </summary>
-    public RetryTopicRouter? RetryWrites { get; init; }
+    public RetryTopicRouter? RetryWrites { get; }
 
     /// <summary>Gets or sets whether the partition is paused in librdkafka (poll thread).</summary>
     public bool Paused { get; set; }

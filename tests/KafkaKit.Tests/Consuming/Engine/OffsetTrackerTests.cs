@@ -19,6 +19,25 @@ public sealed class OffsetTrackerTests
     }
 
     [TestCase(false)]
+    [TestCase(true)] // a batch consumer's tracker: a batch is a run of the oldest pending messages
+    public void CompleteRange_BatchThenPartOfTheNext_CommittableAfterTheLastOfTheRange(bool inOrder)
+    {
+        var tracker = new OffsetTracker(Partition, inOrder);
+        var results = new[] { 10L, 11, 12, 13, 14 }.Select(o => new ConsumeResult<byte[]?, byte[]?> { TopicPartitionOffset = new TopicPartitionOffset(Partition, o) }).ToList();
+        foreach (var result in results)
+        {
+            tracker.Track(result.Offset.Value);
+        }
+
+        tracker.CompleteRange(results, 0, 3);
+        Assert.That(tracker.Committable, Is.EqualTo(13));
+        Assert.That(tracker.Pending, Is.EqualTo(2));
+        tracker.CompleteRange(results, 3, 5);
+        Assert.That(tracker.Committable, Is.EqualTo(15));
+        Assert.That(tracker.Pending, Is.Zero);
+    }
+
+    [TestCase(false)]
     [TestCase(true)] // the lock-free tracker of Partition mode: the same offsets for completions in dispatch order
     public void Complete_InOrder_CommittableIsLastPlusOne(bool inOrder)
     {
