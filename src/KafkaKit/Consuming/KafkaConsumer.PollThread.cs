@@ -17,6 +17,7 @@ public sealed partial class KafkaConsumer<TKey, TValue>
         var lastMaintenance = 0L;
         try
         {
+            _transactions?.Start(); // the transactional producer's InitTransactions, before the first poll
             while (!_stopRequested)
             {
                 ConsumeResult<byte[]?, byte[]?>? result = null;
@@ -44,12 +45,14 @@ public sealed partial class KafkaConsumer<TKey, TValue>
                 if (result is { IsPartitionEOF: false })
                 {
                     _partitions.Dispatch(consumer, result);
+                    _transactions?.Dispatched(result);
                 }
 
                 if (result is null || _time.GetElapsedTime(lastMaintenance) >= MaintenanceInterval)
                 {
                     lastMaintenance = _time.GetTimestamp();
                     _partitions.Maintain(consumer);
+                    _transactions?.Maintain(consumer);
                     WatchPatterns();
                 }
             }
@@ -96,12 +99,16 @@ public sealed partial class KafkaConsumer<TKey, TValue>
             while (!drained.IsCompleted && !_stopHard.IsCancellationRequested && _time.GetTimestamp() < deadline)
             {
                 PollWithoutDispatch(consumer);
+                _transactions?.Maintain(consumer); // a commit under way lets the handlers waiting for it finish
             }
 
             if (!drained.IsCompleted)
             {
                 _partitions.CancelRunning(workers, _options.ShutdownTimeout);
             }
+
+            // Transactional: commit the open transaction (or abort it) within what is left of the bound.
+            _transactions?.Finish(consumer, _stopHard.IsCancellationRequested ? TimeSpan.Zero : _time.GetElapsedTime(_time.GetTimestamp(), deadline));
 
             // 3. Store completed offsets.
             ConsumerLog.StopStep(_logger, Name, "store and commit handled offsets");
@@ -141,6 +148,7 @@ public sealed partial class KafkaConsumer<TKey, TValue>
             _rebalance.WaitForStartLookups();
             _patternWatch?.WaitForCheck();
             consumer.Dispose();
+            _transactions?.Dispose();
             _logSummariser.Dispose();
             // Dead-letter messages still in flight get what is left of the stop's bound (ShutdownTimeout from the start
             // of the stop, then CloseTimeout), so StopAsync returns within its documented bound; the rest is purged.

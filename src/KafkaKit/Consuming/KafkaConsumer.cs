@@ -52,6 +52,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly PartitionSet _partitions;
     private readonly RebalanceHandler _rebalance;
     private readonly ConsumerStatistics _statistics;
+    private readonly TransactionCoordinator? _transactions;
     private readonly CancellationTokenSource _stopHard = new();
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IConsumer<byte[]?, byte[]?>? _consumer;
@@ -74,7 +75,8 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         DeadLetterPublisher? deadLetters,
         RebalanceCallbacks callbacks,
         ILogger logger,
-        TimeProvider timeProvider)
+        TimeProvider timeProvider,
+        TransactionCoordinator? transactions = null)
     {
         Name = name;
         _config = config;
@@ -84,12 +86,19 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _time = timeProvider;
         _logSummariser = new ClientLogSummariser(logger, name, timeProvider);
         _patternWatch = PatternSubscriptionWatch.For(name, options.Topics, config, logger, () => State == KafkaConsumerState.Running ? ClientHandle : null);
-        _committer = new OffsetCommitter(name, config.GroupId, logger);
+        _committer = new OffsetCommitter(name, config.GroupId, logger, storesOffsets: transactions is null);
         _processor = new MessageProcessor<TKey, TValue>(
             name, config.GroupId, options, keyDeserializer, valueDeserializer, handler, retry, firstAttemptOutsidePipeline, deadLetters, Fail, logger, timeProvider);
         _partitions = new PartitionSet(name, options, _committer, logger, timeProvider, _processor.ProcessAsync, _stopHard.Token);
         _rebalance = new RebalanceHandler(name, config, options, callbacks, _partitions, _committer, () => _stopRequested, logger, timeProvider);
         _statistics = new ConsumerStatistics(name, config.GroupId, () => _partitions.Assignment, logger);
+        _transactions = transactions;
+        if (transactions is not null)
+        {
+            transactions.Attach(_partitions, Fail);
+            _rebalance.Transactions = transactions;
+        }
+
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
     }
 
