@@ -167,6 +167,9 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     internal Task WhenStoppedAsync() => _stopped.Task;
 #pragma warning restore VSTHRD003
 
+    /// <summary>Gets the exactly-once commit path of a transactional consumer, or <see langword="null"/>.</summary>
+    internal TransactionCoordinator? Transactions => _transactions;
+
     /// <summary>Gets the options the consumer was built with.</summary>
     internal KafkaConsumerOptions Options => _options;
 

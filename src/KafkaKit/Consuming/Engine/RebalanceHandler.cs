@@ -128,6 +128,7 @@ internal sealed class RebalanceHandler
             timeout = left < timeout ? left : timeout;
         }
 
+        Transactions?.BeforeDrain(consumer, timeout);
         _partitions.Drain(workers, timeout);
         Transactions?.OnRevoked(consumer, partitions, timeout - _time.GetElapsedTime(started) is { Ticks: > 0 } remaining ? remaining : TimeSpan.Zero);
         foreach (var worker in workers)

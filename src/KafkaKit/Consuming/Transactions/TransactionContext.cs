@@ -18,7 +18,11 @@ public sealed class TransactionContext
     private int _produced;
     private volatile bool _closed;
 
-    internal TransactionContext(TransactionCoordinator coordinator) => _coordinator = coordinator;
+    internal TransactionContext(TransactionCoordinator coordinator, long transaction)
+    {
+        _coordinator = coordinator;
+        Transaction = transaction;
+    }
 
     /// <summary>Gets how many messages this handler call produced so far.</summary>
     public int Produced => Volatile.Read(ref _produced);
@@ -59,6 +63,9 @@ public sealed class TransactionContext
         Interlocked.Increment(ref _produced);
         return default;
     }
+
+    /// <summary>Gets the number of the transaction this call runs in (1 for the consumer's first), as logged.</summary>
+    internal long Transaction { get; }
 
     internal void Close() => _closed = true;
 

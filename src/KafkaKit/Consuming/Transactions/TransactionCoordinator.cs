@@ -61,6 +61,7 @@ internal sealed class TransactionCoordinator : IDisposable
     private Task? _overrun;
     private long _commits;
     private long _aborts;
+    private long _transaction; // under _gate: the open transaction's number (1 for the first)
 
     /// <summary>Initializes a new instance of the <see cref="TransactionCoordinator"/> class.</summary>
     /// <param name="name">The consumer's name.</param>
@@ -91,6 +92,9 @@ internal sealed class TransactionCoordinator : IDisposable
 
     /// <summary>Gets how many transactions were aborted.</summary>
     public long Aborts => Interlocked.Read(ref _aborts);
+
+    /// <summary>Gets or sets a callback told the number of each committed transaction (poll thread), the numbers <see cref="TransactionContext.Transaction"/> carries; for tests.</summary>
+    internal Action<long>? TransactionCommitted { get; set; }
 
     /// <summary>Connects the coordinator to its consumer (constructor of the consumer).</summary>
     /// <param name="partitions">The consumer's workers (for the rewind after an abort).</param>
@@ -160,7 +164,7 @@ internal sealed class TransactionCoordinator : IDisposable
                 if (!_closing)
                 {
                     _active++;
-                    return new TransactionContext(this);
+                    return new TransactionContext(this, _transaction);
                 }
 
                 open = _open.Task;
@@ -241,6 +245,38 @@ internal sealed class TransactionCoordinator : IDisposable
         }
 
         End(consumer, rewind: true, commitBound: _options.OperationTimeout);
+        Reopen();
+    }
+
+    /// <summary>
+    /// Revoke, before the revoked partitions' handlers are drained (poll thread): a commit that was waiting for running
+    /// calls is completed first, so that a revoked partition's call waiting at the closed gate can run and the drain
+    /// does not wait <see cref="KafkaConsumerOptions.RevokeTimeout"/> for nothing.
+    /// </summary>
+    /// <param name="consumer">The client.</param>
+    /// <param name="bound">The revoke's bound.</param>
+    public void BeforeDrain(IConsumer<byte[]?, byte[]?> consumer, TimeSpan bound)
+    {
+        bool closing;
+        lock (_gate)
+        {
+            closing = _closing;
+        }
+
+        if (_unusable || !closing)
+        {
+            return;
+        }
+
+        if (!CloseAndWait(bound))
+        {
+            lock (_gate)
+            {
+                _abortReason ??= $"handler calls still running after {bound} at a revoke";
+            }
+        }
+
+        End(consumer, rewind: true, commitBound: bound < _options.OperationTimeout ? bound : _options.OperationTimeout);
         Reopen();
     }
 
@@ -377,6 +413,7 @@ internal sealed class TransactionCoordinator : IDisposable
 
                 Interlocked.Increment(ref _commits);
                 TransactionLog.Committed(_logger, _name, records, string.Join(", ", offsets));
+                TransactionCommitted?.Invoke(Volatile.Read(ref _transaction));
                 lock (_gate)
                 {
                     _handled.Clear();
@@ -537,6 +574,11 @@ internal sealed class TransactionCoordinator : IDisposable
         try
         {
             _producer!.BeginTransaction();
+            lock (_gate)
+            {
+                _transaction++;
+            }
+
             return true;
         }
         catch (KafkaException e)
