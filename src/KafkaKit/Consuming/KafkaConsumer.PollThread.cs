@@ -24,7 +24,10 @@ public sealed partial class KafkaConsumer<TKey, TValue>
                 try
                 {
                     // While a partition is paused, poll in short slices so it resumes as soon as its buffer drains.
-                    result = consumer.Consume(_partitions.PausedCount > 0 ? Math.Min(pollMs, PausedPollMs) : pollMs);
+                    // (Also while a transactional consumer has records in flight: a transaction commits from this thread once
+                    // its last handler call ended, which must not wait for a long poll.)
+                    var shortPoll = _partitions.PausedCount > 0 || _transactions is { Pending: true };
+                    result = consumer.Consume(shortPoll ? Math.Min(pollMs, PausedPollMs) : pollMs);
                 }
                 catch (ConsumeException e) when (e.Error.Code == ErrorCode.UnknownTopicOrPart && _patternWatch is not null
                     && e.Error.Reason.Contains(": ^", StringComparison.Ordinal))
@@ -54,6 +57,10 @@ public sealed partial class KafkaConsumer<TKey, TValue>
                     _partitions.Maintain(consumer);
                     _transactions?.Maintain(consumer);
                     WatchPatterns();
+                }
+                else if (_transactions is { ReadyToEnd: true })
+                {
+                    _transactions.Maintain(consumer);
                 }
             }
         }

@@ -97,6 +97,48 @@ public sealed class KafkaKitBuilder
     public KafkaKitBuilder AddConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure = null)
         where THandler : class, IKafkaMessageHandler<TKey, TValue>
     {
+        return AddConsumerCore<TKey, TValue, THandler>(name, configure, (builder, scopes) =>
+            builder.SetHandler(async (result, ct) =>
+            {
+                var scope = scopes.CreateAsyncScope();
+                await using (scope.ConfigureAwait(false))
+                {
+                    await Resolve<THandler, TKey, TValue>(scope, name, result).HandleAsync(result, ct).ConfigureAwait(false);
+                }
+            }));
+    }
+
+    /// <summary>
+    /// Registers an exactly-once consumer run by a hosted service, like <see cref="AddConsumer{TKey, TValue, THandler}"/>:
+    /// what the handler produces through its <see cref="TransactionContext"/> is committed in one Kafka transaction with
+    /// the consumed offsets (see <see cref="ConsumerTransactionOptions"/>). <c>KafkaKit:Consumers:&lt;name&gt;:Transactions:TransactionalIdPrefix</c>
+    /// must be set (validated at start); the producer's <c>transactional.id</c> is <c>&lt;prefix&gt;-&lt;name&gt;</c>.
+    /// The handler is resolved from a new DI scope for every message and checked at start as for <c>AddConsumer</c>.
+    /// </summary>
+    /// <typeparam name="TKey">The message key type.</typeparam>
+    /// <typeparam name="TValue">The message value type.</typeparam>
+    /// <typeparam name="THandler">The transactional message handler.</typeparam>
+    /// <param name="name">The consumer's name (its <c>client.id</c>, its options key and the suffix of its transactional.id).</param>
+    /// <param name="configure">Optional: deserializers, rebalance callbacks, retry pipeline.</param>
+    /// <returns>This builder.</returns>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
+    /// <exception cref="InvalidOperationException">A consumer named <paramref name="name"/> is registered already.</exception>
+    public KafkaKitBuilder AddTransactionalConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure = null)
+        where THandler : class, ITransactionalMessageHandler<TKey, TValue> =>
+        AddConsumerCore<TKey, TValue, THandler>(name, configure, (builder, scopes) =>
+            builder.SetTransactionalHandler(async (result, transaction, ct) =>
+            {
+                var scope = scopes.CreateAsyncScope();
+                await using (scope.ConfigureAwait(false))
+                {
+                    await Resolve<THandler, TKey, TValue>(scope, name, result).HandleAsync(result, transaction, ct).ConfigureAwait(false);
+                }
+            }));
+
+    private KafkaKitBuilder AddConsumerCore<TKey, TValue, THandler>(
+        string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure, Action<KafkaConsumerBuilder<TKey, TValue>, IServiceScopeFactory> setHandler)
+        where THandler : class
+    {
         ArgumentException.ThrowIfNullOrEmpty(name);
         Registry.AddConsumer(name);
         Services.TryAddScoped<THandler>();
@@ -113,8 +155,8 @@ public sealed class KafkaKitBuilder
                     var options = sp.GetRequiredService<IOptions<KafkaKitOptions>>().Value;
                     var builder = new KafkaConsumerBuilder<TKey, TValue>(name, options.Consumers.TryGetValue(name, out var own) ? own : new KafkaConsumerOptions())
                         .SetShared(options)
-                        .SetLoggerFactory(loggerFactory)
-                        .SetHandler((result, ct) => HandleAsync<TKey, TValue, THandler>(scopes, name, result, ct));
+                        .SetLoggerFactory(loggerFactory);
+                    setHandler(builder, scopes);
                     configure?.Invoke(sp, builder);
                     var consumer = builder.Build();
                     sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(consumer));
@@ -149,27 +191,20 @@ public sealed class KafkaKitBuilder
         HostingLog.HandlerChecked(logger, name, HandlerName<THandler>());
     }
 
-    /// <summary>Handles one message with a handler resolved from a new scope (a thread-pool thread).</summary>
-    private static async ValueTask HandleAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, string name, ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
-        where THandler : class, IKafkaMessageHandler<TKey, TValue>
+    /// <summary>Resolves a message's handler from its scope (a thread-pool thread); a handler that cannot be created stops the consumer.</summary>
+    private static THandler Resolve<THandler, TKey, TValue>(AsyncServiceScope scope, string name, ConsumeResult<TKey, TValue> result)
+        where THandler : class
     {
-        var scope = scopes.CreateAsyncScope();
-        await using (scope.ConfigureAwait(false))
+        try
         {
-            THandler handler;
-            try
-            {
-                handler = scope.ServiceProvider.GetRequiredService<THandler>();
-            }
-            catch (InvalidOperationException e) when (e is not ObjectDisposedException)
-            {
-                throw new HandlerUnavailableException(
-                    $"Consumer '{name}' cannot create its handler {HandlerName<THandler>()} for {result.Topic} [{result.Partition.Value}] @{result.Offset.Value}. {e.Message} "
-                    + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {result.Offset.Value} is not committed. Register the missing service.",
-                    e);
-            }
-
-            await handler.HandleAsync(result, cancellationToken).ConfigureAwait(false);
+            return scope.ServiceProvider.GetRequiredService<THandler>();
+        }
+        catch (InvalidOperationException e) when (e is not ObjectDisposedException)
+        {
+            throw new HandlerUnavailableException(
+                $"Consumer '{name}' cannot create its handler {HandlerName<THandler>()} for {result.Topic} [{result.Partition.Value}] @{result.Offset.Value}. {e.Message} "
+                + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {result.Offset.Value} is not committed. Register the missing service.",
+                e);
         }
     }
 

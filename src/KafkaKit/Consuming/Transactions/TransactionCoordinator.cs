@@ -37,6 +37,7 @@ namespace KafkaKit.Consuming;
 internal sealed class TransactionCoordinator : IDisposable
 {
     private static readonly TimeSpan CallGrace = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan RecentDispatch = TimeSpan.FromSeconds(1);
 
     private readonly string _name;
     private readonly ConsumerTransactionOptions _options;
@@ -53,7 +54,7 @@ internal sealed class TransactionCoordinator : IDisposable
     private TaskCompletionSource _open = NewSignal();
     private TaskCompletionSource? _drained;
     private int _active;
-    private bool _closing;
+    private volatile bool _closing;
     private int _records;
     private long _firstRecordAt;
     private string? _abortReason;
@@ -61,6 +62,7 @@ internal sealed class TransactionCoordinator : IDisposable
     private Task? _overrun;
     private long _commits;
     private long _aborts;
+    private long _lastDispatch; // poll thread: timestamp of the last dispatched record
     private long _transaction; // under _gate: the open transaction's number (1 for the first)
 
     /// <summary>Initializes a new instance of the <see cref="TransactionCoordinator"/> class.</summary>
@@ -95,6 +97,16 @@ internal sealed class TransactionCoordinator : IDisposable
 
     /// <summary>Gets or sets a callback told the number of each committed transaction (poll thread), the numbers <see cref="TransactionContext.Transaction"/> carries; for tests.</summary>
     internal Action<long>? TransactionCommitted { get; set; }
+
+    /// <summary>
+    /// Gets whether records were dispatched in the last second, or the open transaction holds handled records or is
+    /// closing (poll thread): the poll thread then polls in short slices, so that a commit follows the last handler call
+    /// of a transaction at once instead of after a long poll that started while the records were still buffered.
+    /// </summary>
+    public bool Pending => _closing || Volatile.Read(ref _records) > 0 || _time.GetElapsedTime(_lastDispatch) < RecentDispatch;
+
+    /// <summary>Gets whether the gate is closed and no lease is held: <see cref="Maintain"/> can end the transaction now (any thread, approximate).</summary>
+    public bool ReadyToEnd => _closing && Volatile.Read(ref _active) == 0;
 
     /// <summary>Connects the coordinator to its consumer (constructor of the consumer).</summary>
     /// <param name="partitions">The consumer's workers (for the rewind after an abort).</param>
@@ -191,6 +203,11 @@ internal sealed class TransactionCoordinator : IDisposable
                 {
                     _firstRecordAt = _time.GetTimestamp();
                 }
+
+                if (_records >= _options.MaxRecords)
+                {
+                    _closing = true; // full: commit now, not at the next call
+                }
             }
             else if (context.Produced > 0)
             {
@@ -216,6 +233,7 @@ internal sealed class TransactionCoordinator : IDisposable
     /// <param name="result">A record dispatched to a worker.</param>
     public void Dispatched(ConsumeResult<byte[]?, byte[]?> result)
     {
+        _lastDispatch = _time.GetTimestamp();
         if (!_rewind.ContainsKey(result.TopicPartition) && _partitions!.Assignment.Contains(result.TopicPartition))
         {
             _rewind[result.TopicPartition] = result.Offset.Value;
