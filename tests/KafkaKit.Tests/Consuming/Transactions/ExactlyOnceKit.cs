@@ -89,6 +89,16 @@ internal static class ExactlyOnceKit
         return consumer;
     }
 
+    /// <summary>Builds and starts a <see cref="Member"/>, and waits until it handled <paramref name="atLeast"/> records.</summary>
+    public static async Task<KafkaConsumer<string, string>> StartHandlingAsync(string name, KafkaConsumerOptions options, CapturingLoggerFactory logs, HandlerCalls calls, int atLeast = 200)
+    {
+        var before = calls.Of(name);
+        var member = Member(name, options, logs, calls);
+        await member.StartAsync();
+        await Wait.ForAsync(() => calls.Of(name) >= before + atLeast, TimeSpan.FromSeconds(60), () => $"{name} handles {atLeast} records (state {member.State})");
+        return member;
+    }
+
     /// <summary>Waits until the committed output (read_committed) holds a result of every input 0..<paramref name="inputs"/>-1.</summary>
     public static async Task WaitAllOutputAsync(EmbeddedKafkaCluster cluster, int inputs, HandlerCalls calls, TimeSpan timeout, CapturingLoggerFactory logs)
     {

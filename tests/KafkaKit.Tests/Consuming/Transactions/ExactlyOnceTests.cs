@@ -61,9 +61,7 @@ public sealed class ExactlyOnceTests
         var calls = new HandlerCalls();
         await using var input = new SteadyProducer(cluster, Input, messagesPerTick: 3);
 
-        await using var old = Member("m", Options(cluster, "eos-zombie"), logs, calls);
-        await old.StartAsync();
-        await Wait.ForAsync(() => calls.Of("m") >= 200, TimeSpan.FromSeconds(30), "the old instance handles");
+        await using var old = await StartHandlingAsync("m", Options(cluster, "eos-zombie"), logs, calls);
         var handledByOld = calls.Of("m");
 
         // Same name and prefix: the same transactional.id.
@@ -158,12 +156,8 @@ public sealed class ExactlyOnceTests
         var calls = new HandlerCalls();
         await using var input = new SteadyProducer(cluster, Input, messagesPerTick: 3);
 
-        await using var a = Member("a", Options(cluster, "eos-rebalance"), logs, calls);
-        await a.StartAsync();
-        await Wait.ForAsync(() => calls.Of("a") >= 200, TimeSpan.FromSeconds(30), "a handles");
-        await using var b = Member("b", Options(cluster, "eos-rebalance"), logs, calls);
-        await b.StartAsync();
-        await Wait.ForAsync(() => calls.Of("b") >= 200, TimeSpan.FromSeconds(60), "b handles after the rebalance");
+        await using var a = await StartHandlingAsync("a", Options(cluster, "eos-rebalance"), logs, calls);
+        await using var b = await StartHandlingAsync("b", Options(cluster, "eos-rebalance"), logs, calls);
         var inputs = (int)await input.StopAsync();
         await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(60), logs);
         await b.StopAsync();
@@ -195,9 +189,7 @@ public sealed class ExactlyOnceTests
         var calls = new HandlerCalls();
         await using var input = new SteadyProducer(cluster, Input, messagesPerTick: 3);
 
-        await using var a = Member("a", Options(cluster, group), logs, calls);
-        await a.StartAsync();
-        await Wait.ForAsync(() => calls.Of("a") >= 200, TimeSpan.FromSeconds(30), "a handles");
+        await using var a = await StartHandlingAsync("a", Options(cluster, group), logs, calls);
         cluster.SetBrokerDown(3);
         var down = System.Diagnostics.Stopwatch.StartNew();
         await Wait.ForAsync(() => down.Elapsed >= TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(10), "the coordinators stay down 3 s");
