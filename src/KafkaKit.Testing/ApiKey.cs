@@ -44,4 +44,16 @@ public enum ApiKey : short
 
     /// <summary>InitProducerId (22): an idempotent or transactional producer gets its id and epoch.</summary>
     InitProducerId = 22,
+
+    /// <summary>AddPartitionsToTxn (24): a transactional producer adds partitions to its open transaction.</summary>
+    AddPartitionsToTxn = 24,
+
+    /// <summary>AddOffsetsToTxn (25): a transactional producer adds a consumer group's offsets to its open transaction.</summary>
+    AddOffsetsToTxn = 25,
+
+    /// <summary>EndTxn (26): a transactional producer commits or aborts its transaction.</summary>
+    EndTxn = 26,
+
+    /// <summary>TxnOffsetCommit (28): a transactional producer commits consumer offsets to the group coordinator inside its transaction.</summary>
+    TxnOffsetCommit = 28,
 }

@@ -242,6 +242,20 @@ public sealed class EmbeddedKafkaCluster : IDisposable, IAsyncDisposable
             $"set the coordinator of group '{groupId}' to broker {brokerId}");
     }
 
+    /// <summary>Makes a broker the transaction coordinator of a <c>transactional.id</c>.</summary>
+    /// <param name="transactionalId">The transactional id.</param>
+    /// <param name="brokerId">The coordinator, 1 to <see cref="BrokerCount"/>.</param>
+    /// <exception cref="ArgumentException"><paramref name="transactionalId"/> is null or empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="brokerId"/> is out of range.</exception>
+    /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
+    public void SetTransactionCoordinator(string transactionalId, int brokerId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(transactionalId);
+        CheckBroker(brokerId);
+        Invoke(c => NativeMethods.rd_kafka_mock_coordinator_set(c, "transaction", transactionalId, brokerId),
+            $"set the coordinator of transactional id '{transactionalId}' to broker {brokerId}");
+    }
+
     /// <summary>
     /// Sets the session timeout of consumer groups using the consumer group protocol (KIP-848, <c>group.protocol=consumer</c>;
     /// the broker's <c>group.consumer.session.timeout.ms</c>): a member not heard from for this long is removed and its

@@ -18,13 +18,17 @@ public sealed partial class KafkaConsumer<TKey, TValue>
         try
         {
             CheckRetryTopics(consumer);
+            _transactions?.Start(); // the transactional producer's InitTransactions, before the first poll
             while (!_stopRequested)
             {
                 ConsumeResult<byte[]?, byte[]?>? result = null;
                 try
                 {
                     // While a partition is paused, poll in short slices so it resumes as soon as its buffer drains.
-                    result = consumer.Consume(_partitions.PausedCount > 0 ? Math.Min(pollMs, PausedPollMs) : pollMs);
+                    // (Also while a transactional consumer has records in flight: a transaction commits from this thread once
+                    // its last handler call ended, which must not wait for a long poll.)
+                    var shortPoll = _partitions.PausedCount > 0 || _transactions is { Pending: true };
+                    result = consumer.Consume(shortPoll ? Math.Min(pollMs, PausedPollMs) : pollMs);
                 }
                 catch (ConsumeException e) when (e.Error.Code == ErrorCode.UnknownTopicOrPart && _patternWatch is not null
                     && e.Error.Reason.Contains(": ^", StringComparison.Ordinal))
@@ -45,13 +49,19 @@ public sealed partial class KafkaConsumer<TKey, TValue>
                 if (result is { IsPartitionEOF: false })
                 {
                     _partitions.Dispatch(consumer, result);
+                    _transactions?.Dispatched(result);
                 }
 
                 if (result is null || _time.GetElapsedTime(lastMaintenance) >= MaintenanceInterval)
                 {
                     lastMaintenance = _time.GetTimestamp();
                     _partitions.Maintain(consumer);
+                    _transactions?.Maintain(consumer);
                     WatchPatterns();
+                }
+                else if (_transactions is { ReadyToEnd: true })
+                {
+                    _transactions.Maintain(consumer);
                 }
             }
         }
@@ -136,12 +146,16 @@ public sealed partial class KafkaConsumer<TKey, TValue>
             while (!drained.IsCompleted && !_stopHard.IsCancellationRequested && _time.GetTimestamp() < deadline)
             {
                 PollWithoutDispatch(consumer);
+                _transactions?.Maintain(consumer); // a commit under way lets the handlers waiting for it finish
             }
 
             if (!drained.IsCompleted)
             {
                 _partitions.CancelRunning(workers, _options.ShutdownTimeout);
             }
+
+            // Transactional: commit the open transaction (or abort it) within what is left of the bound.
+            _transactions?.Finish(consumer, _stopHard.IsCancellationRequested ? TimeSpan.Zero : _time.GetElapsedTime(_time.GetTimestamp(), deadline));
 
             // 3. Store completed offsets.
             ConsumerLog.StopStep(_logger, Name, "store and commit handled offsets");
@@ -181,6 +195,7 @@ public sealed partial class KafkaConsumer<TKey, TValue>
             _rebalance.WaitForStartLookups();
             _patternWatch?.WaitForCheck();
             consumer.Dispose();
+            _transactions?.Dispose();
             _logSummariser.Dispose();
             // Dead-letter messages still in flight get what is left of the stop's bound (ShutdownTimeout from the start
             // of the stop, then CloseTimeout), so StopAsync returns within its documented bound; the rest is purged.

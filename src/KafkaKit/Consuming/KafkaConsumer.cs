@@ -53,6 +53,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
     private readonly PartitionSet _partitions;
     private readonly RebalanceHandler _rebalance;
     private readonly ConsumerStatistics _statistics;
+    private readonly TransactionCoordinator? _transactions;
     private readonly CancellationTokenSource _stopHard = new();
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IConsumer<byte[]?, byte[]?>? _consumer;
@@ -77,7 +78,8 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         ILogger logger,
         TimeProvider timeProvider,
         RetryTopicRouter? retryTopics = null,
-        Func<IReadOnlyList<ConsumeResult<TKey, TValue>>, CancellationToken, ValueTask>? batchHandler = null)
+        Func<IReadOnlyList<ConsumeResult<TKey, TValue>>, CancellationToken, ValueTask>? batchHandler = null,
+        TransactionCoordinator? transactions = null)
     {
         Name = name;
         _retryTopics = retryTopics;
@@ -88,7 +90,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _time = timeProvider;
         _logSummariser = new ClientLogSummariser(logger, name, timeProvider);
         _patternWatch = PatternSubscriptionWatch.For(name, options.Topics, config, logger, () => State == KafkaConsumerState.Running ? ClientHandle : null);
-        _committer = new OffsetCommitter(name, config.GroupId, logger);
+        _committer = new OffsetCommitter(name, config.GroupId, logger, storesOffsets: transactions is null);
         _processor = new MessageProcessor<TKey, TValue>(
             name, config.GroupId, options, keyDeserializer, valueDeserializer, handler, retry, firstAttemptOutsidePipeline, deadLetters, Fail, logger, timeProvider, retryTopics)
         {
@@ -98,6 +100,13 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
         _partitions = new PartitionSet(name, options, _committer, logger, timeProvider, _processor.ProcessAsync, _stopHard.Token, retryTopics, batch);
         _rebalance = new RebalanceHandler(name, config, options, callbacks, _partitions, _committer, () => _stopRequested, logger, timeProvider);
         _statistics = new ConsumerStatistics(name, config.GroupId, () => _partitions.Assignment, logger);
+        _transactions = transactions;
+        if (transactions is not null)
+        {
+            transactions.Attach(_partitions, Fail);
+            _rebalance.Transactions = transactions;
+        }
+
         MaxPollInterval = TimeSpan.FromMilliseconds(config.MaxPollIntervalMs ?? KafkaConsumerOptions.DefaultMaxPollIntervalMs);
     }
 
@@ -165,6 +174,9 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
 #pragma warning disable VSTHRD003 // the task of a completion source this class owns and completes (continuations run asynchronously)
     internal Task WhenStoppedAsync() => _stopped.Task;
 #pragma warning restore VSTHRD003
+
+    /// <summary>Gets the exactly-once commit path of a transactional consumer, or <see langword="null"/>.</summary>
+    internal TransactionCoordinator? Transactions => _transactions;
 
     /// <summary>Gets the options the consumer was built with.</summary>
     internal KafkaConsumerOptions Options => _options;

@@ -31,6 +31,7 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     private IDeserializer<TValue>? _valueDeserializer;
     private Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask>? _handler;
     private Func<IReadOnlyList<ConsumeResult<TKey, TValue>>, CancellationToken, ValueTask>? _batchHandler;
+    private Func<ConsumeResult<TKey, TValue>, TransactionContext, CancellationToken, ValueTask>? _transactionalHandler;
     private ILoggerFactory _loggerFactory = NullLoggerFactory.Instance;
     private ResiliencePipeline? _retry;
     private KafkaKitOptions? _shared;
@@ -65,6 +66,30 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
     {
         ArgumentNullException.ThrowIfNull(handler);
         _handler = handler.HandleAsync;
+        return this;
+    }
+
+    /// <summary>
+    /// Sets the handler of an exactly-once consumer (consume-transform-produce, KIP-98/KIP-447): what it produces through
+    /// its <see cref="TransactionContext"/> is committed in one Kafka transaction with the handled records' offsets.
+    /// Requires <see cref="ConsumerTransactionOptions.TransactionalIdPrefix"/> in <see cref="KafkaConsumerOptions.Transactions"/>;
+    /// replaces <see cref="SetHandler(Func{ConsumeResult{TKey, TValue}, CancellationToken, ValueTask})"/>.
+    /// </summary>
+    /// <param name="handler">See <see cref="ITransactionalMessageHandler{TKey, TValue}.HandleAsync"/> for its contract.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetTransactionalHandler(Func<ConsumeResult<TKey, TValue>, TransactionContext, CancellationToken, ValueTask> handler)
+    {
+        _transactionalHandler = handler ?? throw new ArgumentNullException(nameof(handler));
+        return this;
+    }
+
+    /// <summary>Sets the handler of an exactly-once consumer; as for <see cref="SetTransactionalHandler(Func{ConsumeResult{TKey, TValue}, TransactionContext, CancellationToken, ValueTask})"/>.</summary>
+    /// <param name="handler">The handler; one instance serves every message.</param>
+    /// <returns>This builder.</returns>
+    public KafkaConsumerBuilder<TKey, TValue> SetTransactionalHandler(ITransactionalMessageHandler<TKey, TValue> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        _transactionalHandler = handler.HandleAsync;
         return this;
     }
 
@@ -206,7 +231,28 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
         Librdkafka.DescribeOnce(_loggerFactory.CreateLogger("KafkaKit.Librdkafka"));
         var problems = new List<string>();
         var merged = _options.Resolve(_name, _shared, problems).Values;
-        if (_handler is null && _batchHandler is null)
+        if (_options.Transactions.Enabled)
+        {
+            if (_transactionalHandler is null)
+            {
+                problems.Add($"Consumer '{_name}' has Transactions.TransactionalIdPrefix set but no transactional handler: call SetTransactionalHandler (or register one with AddTransactionalConsumer<TKey, TValue, THandler>).");
+            }
+
+            if (_handler is not null || _batchHandler is not null)
+            {
+                problems.Add($"Consumer '{_name}' has Transactions.TransactionalIdPrefix set and a message or batch handler: an exactly-once consumer takes only SetTransactionalHandler.");
+            }
+
+            if (_options.OnError == ConsumerErrorAction.RetryTopics)
+            {
+                problems.Add($"Consumer '{_name}': OnError is RetryTopics, which an exactly-once consumer does not support (a retry write would not be part of the transaction); use DeadLetter, Skip or Stop.");
+            }
+        }
+        else if (_transactionalHandler is not null)
+        {
+            problems.Add($"Consumer '{_name}' has a transactional handler but Transactions.TransactionalIdPrefix is not set: set it (the producer's transactional.id is '<prefix>-{_name}').");
+        }
+        else if (_handler is null && _batchHandler is null)
         {
             problems.Add($"Consumer '{_name}' has no handler: call SetHandler or SetBatchHandler (or register one with AddConsumer or AddBatchConsumer).");
         }
@@ -228,13 +274,21 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             deadLetters = new DeadLetterPublisher(_name, merged, _options.DeadLetterTopic, logger);
         }
 
+        TransactionCoordinator? transactions = null;
+        var handler = _handler;
+        if (_options.Transactions.Enabled)
+        {
+            transactions = new TransactionCoordinator(_name, merged, _options.Transactions, logger, _timeProvider);
+            handler = TransactionalHandler(transactions, _transactionalHandler!);
+        }
+
         return new KafkaConsumer<TKey, TValue>(
             _name,
             new ConsumerConfig(merged.ToDictionary(StringComparer.Ordinal)),
             _options,
             _keyDeserializer ?? KafkaSerializers.DeserializerFor<TKey>(_shared?.Json.ToSerializerOptions()),
             _valueDeserializer ?? KafkaSerializers.DeserializerFor<TValue>(_shared?.Json.ToSerializerOptions()),
-            _handler ?? (static (_, _) => throw new InvalidOperationException("A batch consumer has no message handler.")),
+            handler ?? (static (_, _) => throw new InvalidOperationException("A batch consumer has no message handler.")),
             _retry ?? BuildRetry(logger),
             firstAttemptOutsidePipeline: _retry is null,
             deadLetters,
@@ -242,7 +296,8 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             logger,
             _timeProvider,
             _options.OnError == ConsumerErrorAction.RetryTopics ? new RetryTopicRouter(_options, _timeProvider) : null,
-            _batchHandler);
+            _batchHandler,
+            transactions);
     }
 
     internal KafkaConsumerBuilder<TKey, TValue> SetShared(KafkaKitOptions shared)
@@ -286,4 +341,31 @@ public sealed class KafkaConsumerBuilder<TKey, TValue>
             })
             .Build();
     }
+
+    /// <summary>Runs a transactional handler call inside a lease on the open transaction (see <see cref="TransactionCoordinator"/>).</summary>
+    private static Func<ConsumeResult<TKey, TValue>, CancellationToken, ValueTask> TransactionalHandler(
+        TransactionCoordinator transactions, Func<ConsumeResult<TKey, TValue>, TransactionContext, CancellationToken, ValueTask> handler) =>
+        async (result, cancellationToken) =>
+        {
+            var context = await transactions.EnterAsync(cancellationToken).ConfigureAwait(false);
+            var handled = false;
+            try
+            {
+                await handler(result, context, cancellationToken).ConfigureAwait(false);
+                handled = true;
+            }
+            catch (Exception e) when (context.Produced > 0 && e is not HandlerUnavailableException && !(e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+            {
+                // Its output is in the open transaction and cannot be taken back in part: no retry, no OnError; the
+                // transaction is aborted and the consumer stops.
+                throw new HandlerUnavailableException(
+                    $"Handling {result.Topic} [{result.Partition.Value}] @{result.Offset.Value} failed after producing {context.Produced} messages into the transaction; "
+                    + "the transaction is aborted and the consumer stops (a handler must fail before producing for retries and OnError to apply).",
+                    e);
+            }
+            finally
+            {
+                transactions.Exit(context, result.TopicPartitionOffset, handled);
+            }
+        };
 }

@@ -174,6 +174,19 @@ public sealed class KafkaConsumerOptions
     public string? DeadLetterTopic { get; set; }
 
     /// <summary>
+    /// Gets or sets which messages of transactional producers the consumer reads (librdkafka <c>isolation.level</c>):
+    /// <see cref="Confluent.Kafka.IsolationLevel.ReadCommitted"/> returns only committed transactions' messages (aborted
+    /// ones are skipped, open ones held back until they end); <see cref="Confluent.Kafka.IsolationLevel.ReadUncommitted"/>
+    /// returns everything at once. Default: <see langword="null"/>, librdkafka's default, which is <c>read_committed</c>.
+    /// Consumers of an exactly-once consumer's output should leave it at read_committed. A transactional consumer
+    /// (<see cref="Transactions"/>) requires read_committed.
+    /// </summary>
+    public IsolationLevel? IsolationLevel { get; set; }
+
+    /// <summary>Gets the exactly-once mode's options; off unless <see cref="ConsumerTransactionOptions.TransactionalIdPrefix"/> is set.</summary>
+    public ConsumerTransactionOptions Transactions { get; } = new();
+
+    /// <summary>
     /// Merges this consumer's librdkafka properties (see <see cref="ClientProperties.Resolve"/>) and lists every problem of
     /// them and of these options. The builder and the start-time validator both call it, so they accept the same settings.
     /// </summary>
@@ -196,9 +209,12 @@ public sealed class KafkaConsumerOptions
             _ => "cooperative-sticky",
         };
         var commitMs = ((long)CommitInterval.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+        var transactional = Transactions.Enabled;
         KeyValuePair<string, string>[] defaults =
         [
-            new("enable.auto.commit", "true"),
+            // Transactional: offsets are committed only inside the producer's transactions (SendOffsetsToTransaction).
+            new("enable.auto.commit", transactional ? "false" : "true"),
+            .. transactional ? [new KeyValuePair<string, string>("isolation.level", "read_committed")] : Array.Empty<KeyValuePair<string, string>>(),
             new("enable.auto.offset.store", "false"),
             new("auto.offset.reset", "earliest"),
             new("partition.assignment.strategy", strategy),
@@ -217,6 +233,12 @@ public sealed class KafkaConsumerOptions
             (nameof(AssignmentStrategy), "partition.assignment.strategy", AssignmentStrategy == DefaultAssignmentStrategy ? null : strategy),
             (nameof(GroupProtocol), "group.protocol", GroupProtocol == GroupProtocol.Consumer ? "consumer" : null),
             (nameof(CommitInterval), "auto.commit.interval.ms", CommitInterval == DefaultCommitInterval || !IsValidCommitInterval ? null : commitMs),
+            (nameof(IsolationLevel), "isolation.level", IsolationLevel switch
+            {
+                Confluent.Kafka.IsolationLevel.ReadCommitted => "read_committed",
+                Confluent.Kafka.IsolationLevel.ReadUncommitted => "read_uncommitted",
+                _ => null,
+            }),
         ];
         var settings = ClientProperties.Resolve("Consumer", name, shared, defaults, typed, Config, problems);
         GroupProtocolRules.Apply(settings, problems);
@@ -280,7 +302,28 @@ public sealed class KafkaConsumerOptions
             problems.Add($"'enable.auto.offset.store={properties["enable.auto.offset.store"]}' (from {settings.PlaceOf("enable.auto.offset.store")}) is not allowed: KafkaKit stores each offset after its message is handled (at-least-once); remove it.");
         }
 
-        if (settings.Is("enable.auto.commit", false))
+        Check(problems, IsolationLevel is null || Enum.IsDefined(IsolationLevel.Value), $"IsolationLevel is {(int?)IsolationLevel}; it must be ReadCommitted or ReadUncommitted.");
+        if (properties.TryGetValue("isolation.level", out var isolation) && isolation is not ("read_committed" or "read_uncommitted"))
+        {
+            problems.Add($"'isolation.level={isolation}' (from {settings.PlaceOf("isolation.level")}) is not valid; it must be read_committed or read_uncommitted.");
+        }
+
+        Transactions.Validate(problems);
+        if (Transactions.Enabled)
+        {
+            if (settings.Is("enable.auto.commit", true))
+            {
+                problems.Add($"'enable.auto.commit={properties["enable.auto.commit"]}' (from {settings.PlaceOf("enable.auto.commit")}) is not allowed with Transactions: offsets are committed inside each transaction; remove it.");
+            }
+
+            if (isolation == "read_uncommitted")
+            {
+                problems.Add($"'isolation.level=read_uncommitted' (from {settings.PlaceOf("isolation.level")}) is not allowed with Transactions: the input must be read_committed for exactly-once; remove it.");
+            }
+
+            Check(problems, Ordering == ConsumerOrdering.Partition, $"Ordering is {Ordering}; Transactions requires Partition (offsets committed in a transaction must cover exactly the records whose output it holds).");
+        }
+        else if (settings.Is("enable.auto.commit", false))
         {
             problems.Add($"'enable.auto.commit={properties["enable.auto.commit"]}' (from {settings.PlaceOf("enable.auto.commit")}) is not allowed: KafkaKit commits handled offsets periodically (CommitInterval), on revoke and at stop; remove it.");
         }

@@ -128,6 +128,27 @@ public sealed class KafkaKitBuilder
             builder.SetBatchHandler((batch, ct) => HandleBatchAsync<TKey, TValue, THandler>(scopes, name, batch, ct)));
     }
 
+    /// <summary>
+    /// Registers an exactly-once consumer run by a hosted service, like <see cref="AddConsumer{TKey, TValue, THandler}"/>:
+    /// what the handler produces through its <see cref="TransactionContext"/> is committed in one Kafka transaction with
+    /// the consumed offsets (see <see cref="ConsumerTransactionOptions"/>). <c>KafkaKit:Consumers:&lt;name&gt;:Transactions:TransactionalIdPrefix</c>
+    /// must be set (validated at start); the producer's <c>transactional.id</c> is <c>&lt;prefix&gt;-&lt;name&gt;</c>.
+    /// The handler is resolved from a new DI scope for every message and checked at start as for <c>AddConsumer</c>.
+    /// </summary>
+    /// <typeparam name="TKey">The message key type.</typeparam>
+    /// <typeparam name="TValue">The message value type.</typeparam>
+    /// <typeparam name="THandler">The transactional message handler.</typeparam>
+    /// <param name="name">The consumer's name (its <c>client.id</c>, its options key and the suffix of its transactional.id).</param>
+    /// <param name="configure">Optional: deserializers, rebalance callbacks, retry pipeline.</param>
+    /// <returns>This builder.</returns>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
+    /// <exception cref="InvalidOperationException">A consumer named <paramref name="name"/> is registered already.</exception>
+    public KafkaKitBuilder AddTransactionalConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure = null)
+        where THandler : class, ITransactionalMessageHandler<TKey, TValue> =>
+        AddHostedConsumer<TKey, TValue, THandler>(name, configure, (scopes, builder) =>
+            builder.SetTransactionalHandler((result, transaction, ct) => InScopeAsync<THandler, (ConsumeResult<TKey, TValue> Result, TransactionContext Transaction)>(
+                scopes, name, "handler", (result, transaction), result.TopicPartitionOffset, static (h, x, ct) => h.HandleAsync(x.Result, x.Transaction, ct), ct)));
+
     private KafkaKitBuilder AddHostedConsumer<TKey, TValue, THandler>(
         string name,
         Action<IServiceProvider, KafkaConsumerBuilder<TKey, TValue>>? configure,

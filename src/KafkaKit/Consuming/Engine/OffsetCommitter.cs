@@ -20,17 +20,20 @@ internal sealed class OffsetCommitter
     private readonly string _name;
     private readonly string _groupId;
     private readonly ILogger _logger;
+    private readonly bool _storesOffsets;
     private long _failures;
 
     /// <summary>Initializes a new instance of the <see cref="OffsetCommitter"/> class.</summary>
     /// <param name="name">The consumer's name, for logs.</param>
     /// <param name="groupId">The consumer group, for the commit-failure metric.</param>
     /// <param name="logger">The consumer's logger.</param>
-    public OffsetCommitter(string name, string groupId, ILogger logger)
+    /// <param name="storesOffsets">Whether offsets are stored and committed here; <see langword="false"/> for a transactional consumer, whose offsets are committed inside its transactions (<see cref="TransactionCoordinator"/>).</param>
+    public OffsetCommitter(string name, string groupId, ILogger logger, bool storesOffsets = true)
     {
         _name = name;
         _groupId = groupId;
         _logger = logger;
+        _storesOffsets = storesOffsets;
     }
 
     /// <summary>Gets the number of offset commits that failed so far.</summary>
@@ -58,7 +61,7 @@ internal sealed class OffsetCommitter
     /// <param name="offsets">The partition's tracker.</param>
     public void Store(IConsumer<byte[]?, byte[]?> consumer, OffsetTracker offsets)
     {
-        if (!offsets.TakeStore(out var completed))
+        if (!_storesOffsets || !offsets.TakeStore(out var completed))
         {
             return; // nothing new; offsets never move backwards
         }
@@ -86,6 +89,11 @@ internal sealed class OffsetCommitter
     /// <param name="stopping">Whether the stop's final commit is being made: a refusal it will retry is logged as information, not as a warning.</param>
     public Error? Commit(IConsumer<byte[]?, byte[]?> consumer, bool stopping = false)
     {
+        if (!_storesOffsets)
+        {
+            return null;
+        }
+
         try
         {
             var committed = consumer.Commit();

@@ -61,6 +61,9 @@ internal sealed class RebalanceHandler
         _startPositions = new StartPositions(name, config, stopRequested, logger, time);
     }
 
+    /// <summary>Gets or sets the transactional consumer's commit path (commits or aborts at a revoke or loss), or <see langword="null"/>.</summary>
+    public TransactionCoordinator? Transactions { get; set; }
+
     /// <summary>Gets or sets the timestamp (<see cref="TimeProvider.GetTimestamp"/>) that bounds the stop's drain, once stopping (poll thread).</summary>
     public long? ShutdownDeadline { get; set; }
 
@@ -128,7 +131,9 @@ internal sealed class RebalanceHandler
             timeout = left < timeout ? left : timeout;
         }
 
+        Transactions?.BeforeDrain(consumer, timeout);
         _partitions.Drain(workers, timeout);
+        Transactions?.OnRevoked(consumer, partitions, timeout - _time.GetElapsedTime(started) is { Ticks: > 0 } remaining ? remaining : TimeSpan.Zero);
         foreach (var worker in workers)
         {
             _committer.Store(consumer, worker.Offsets);
@@ -158,6 +163,7 @@ internal sealed class RebalanceHandler
         }
 
         _partitions.AwaitCancelled(workers);
+        Transactions?.OnLost(partitions);
         foreach (var worker in workers)
         {
             _partitions.Retire(consumer, worker);

@@ -1,0 +1,258 @@
+using Confluent.Kafka;
+using KafkaKit.Consuming;
+using KafkaKit.Testing;
+using KafkaKit.Tests.Support;
+using static KafkaKit.Tests.Consuming.Transactions.ExactlyOnceKit;
+
+namespace KafkaKit.Tests.Consuming.Transactions;
+
+/// <summary>
+/// Exactly-once consume-transform-produce on the embedded cluster: every scenario ends with the output read with
+/// read_committed holding each input's result exactly once.
+/// </summary>
+[TestFixture]
+[Parallelizable(ParallelScope.Self)]
+public sealed class ExactlyOnceTests
+{
+    private const int Partitions = 3;
+    private const int Committed = 2301;
+    private const int Aborted = 2302;
+    private const int Unusable = 2304;
+
+    [Test]
+    [CancelAfter(90_000)]
+    public async Task Baseline_InputsCopied_OutputHoldsEachInputOnce()
+    {
+        const int inputs = 3000;
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        CreateTopics(cluster, Partitions);
+        ProduceInputs(cluster, inputs);
+        var logs = new CapturingLoggerFactory();
+        var calls = new HandlerCalls();
+
+        await using (var member = Member("a", Options(cluster, "eos-baseline"), logs, calls))
+        {
+            await member.StartAsync();
+            await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(60), logs);
+            await member.StopAsync();
+            Assert.That(member.State, Is.EqualTo(KafkaConsumerState.Stopped));
+        }
+
+        var committed = Count(cluster, inputs, calls);
+        Row("baseline", committed, Count(cluster, inputs, null), $"{logs.Count(Committed)} transactions");
+        committed.AssertExactlyOnce();
+        Assert.That(calls.Total, Is.EqualTo(inputs), "each input handled once (no abort)");
+        Assert.That(logs.Count(Committed), Is.GreaterThanOrEqualTo(inputs / 100), "transactions of at most MaxRecords (100) records");
+    }
+
+    /// <summary>
+    /// A second instance with the same transactional.id joins while the first is mid-transaction. A real broker fences
+    /// the first (PRODUCER_FENCED at its next transaction call: it stops, see the pushed-error tests for that path); the
+    /// embedded cluster gives the second instance a new producer id instead, so both keep running and split the
+    /// partitions. Either way the output holds every input once.
+    /// </summary>
+    [Test]
+    [CancelAfter(120_000)]
+    public async Task Zombie_SameTransactionalIdStarted_OutputExactlyOnce()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        CreateTopics(cluster, Partitions);
+        var logs = new CapturingLoggerFactory();
+        var calls = new HandlerCalls();
+        await using var input = new SteadyProducer(cluster, Input, messagesPerTick: 3);
+
+        await using var old = await StartHandlingAsync("m", Options(cluster, "eos-zombie"), logs, calls);
+        var handledByOld = calls.Of("m");
+
+        // Same name and prefix: the same transactional.id.
+        var newLogs = new CapturingLoggerFactory();
+        await using var fresh = Member("m", Options(cluster, "eos-zombie"), newLogs, calls);
+        await fresh.StartAsync();
+        await Wait.ForAsync(() => newLogs.Count(Committed) >= 3, TimeSpan.FromSeconds(60), "the new instance commits transactions");
+        var inputs = (int)await input.StopAsync();
+        await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(60), logs);
+        await fresh.StopAsync();
+        await old.StopAsync();
+
+        var committed = Count(cluster, inputs, calls);
+        Row("second instance, same transactional.id", committed, Count(cluster, inputs, null), $"old instance {old.State} after {handledByOld}+ calls, aborts {logs.Count(Aborted)}/{newLogs.Count(Aborted)}");
+        committed.AssertExactlyOnce();
+        Assert.That(fresh.State, Is.EqualTo(KafkaConsumerState.Stopped), () => $"fault: {fresh.Fault}");
+    }
+
+    [TestCase(ApiKey.AddPartitionsToTxn, ErrorCode.TopicAuthorizationFailed, TestName = "PushedError_AddPartitionsToTxnAbortable_AbortedRehandledOutputExactlyOnce")]
+    [TestCase(ApiKey.TxnOffsetCommit, ErrorCode.UnknownMemberId, TestName = "PushedError_TxnOffsetCommitAbortable_AbortedRehandledOutputExactlyOnce")]
+    [TestCase(ApiKey.EndTxn, ErrorCode.NotCoordinatorForGroup, TestName = "PushedError_EndTxnRetriable_CommittedOutputExactlyOnce")]
+    [CancelAfter(90_000)]
+    public async Task PushedError_Abortable(ApiKey api, ErrorCode error)
+    {
+        const int inputs = 2000;
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        CreateTopics(cluster, Partitions);
+        ProduceInputs(cluster, inputs);
+        var logs = new CapturingLoggerFactory();
+        var calls = new HandlerCalls();
+        cluster.PushRequestErrors(api, error, error);
+
+        await using (var member = Member("a", Options(cluster, "eos-pushed"), logs, calls))
+        {
+            await member.StartAsync();
+            await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(60), logs);
+            await member.StopAsync();
+            Assert.That(member.State, Is.EqualTo(KafkaConsumerState.Stopped), () => $"fault: {member.Fault}");
+        }
+
+        var committed = Count(cluster, inputs, calls);
+        Row($"{api} -> {error}", committed, Count(cluster, inputs, null), $"aborts {logs.Count(Aborted)}, handler calls {calls.Total}");
+        committed.AssertExactlyOnce();
+        if (api != ApiKey.EndTxn)
+        {
+            Assert.That(logs.Count(Aborted), Is.GreaterThanOrEqualTo(1), "the transaction was aborted");
+            Assert.That(calls.Total, Is.GreaterThan(inputs), "the aborted transaction's records were handled again");
+        }
+    }
+
+    [TestCase(ApiKey.EndTxn, ErrorCode.ProducerFenced, TestName = "PushedError_EndTxnFenced_ConsumerFaultsAndRestartOutputExactlyOnce")]
+    [TestCase(ApiKey.EndTxn, ErrorCode.InvalidProducerEpoch, TestName = "PushedError_EndTxnInvalidEpoch_ConsumerFaultsAndRestartOutputExactlyOnce")]
+    [CancelAfter(120_000)]
+    public async Task PushedError_Fatal(ApiKey api, ErrorCode error)
+    {
+        const int inputs = 2000;
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        CreateTopics(cluster, Partitions);
+        ProduceInputs(cluster, inputs);
+        var logs = new CapturingLoggerFactory();
+        var calls = new HandlerCalls();
+        cluster.PushRequestErrors(api, error);
+
+        await using (var first = Member("a", Options(cluster, "eos-fatal"), logs, calls))
+        {
+            await first.StartAsync();
+            await first.WhenStoppedAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.That(first.State, Is.EqualTo(KafkaConsumerState.Faulted), "a fatal transaction error stops the consumer");
+        }
+
+        // The restarted instance (same transactional.id) handles everything the first one did not commit.
+        await using (var second = Member("a", Options(cluster, "eos-fatal"), logs, calls))
+        {
+            await second.StartAsync();
+            await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(60), logs);
+            await second.StopAsync();
+        }
+
+        var committed = Count(cluster, inputs, calls);
+        Row($"{api} -> {error} (fatal)", committed, Count(cluster, inputs, null), $"faulted then restarted, handler calls {calls.Total}");
+        committed.AssertExactlyOnce();
+        Assert.That(logs.Count(Unusable), Is.GreaterThanOrEqualTo(1), "the producer was reported unusable");
+    }
+
+    [Test]
+    [CancelAfter(150_000)]
+    public async Task Rebalance_SecondMemberJoinsMidTransaction_OutputExactlyOnce()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        CreateTopics(cluster, Partitions);
+        var logs = new CapturingLoggerFactory();
+        var calls = new HandlerCalls();
+        await using var input = new SteadyProducer(cluster, Input, messagesPerTick: 3);
+
+        await using var a = await StartHandlingAsync("a", Options(cluster, "eos-rebalance"), logs, calls);
+        await using var b = await StartHandlingAsync("b", Options(cluster, "eos-rebalance"), logs, calls);
+        var inputs = (int)await input.StopAsync();
+        await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(60), logs);
+        await b.StopAsync();
+        await a.StopAsync();
+
+        var committed = Count(cluster, inputs, calls);
+        Row("rebalance (second member joins)", committed, Count(cluster, inputs, null), $"aborts {logs.Count(Aborted)}, handler calls {calls.Total}");
+        committed.AssertExactlyOnce();
+        Assert.That((a.State, b.State), Is.EqualTo((KafkaConsumerState.Stopped, KafkaConsumerState.Stopped)));
+    }
+
+    [Test]
+    [CancelAfter(150_000)]
+    public async Task CoordinatorDown_MidTransaction_OutputExactlyOnce()
+    {
+        const string group = "eos-coordinator";
+        await using var cluster = EmbeddedKafkaCluster.Start(brokers: 3);
+        CreateTopics(cluster, Partitions, replicationFactor: 3);
+        for (var p = 0; p < Partitions; p++)
+        {
+            cluster.SetPartitionLeader(Input, p, 1 + (p % 2));
+            cluster.SetPartitionLeader(Output, p, 1 + (p % 2));
+        }
+
+        cluster.SetGroupCoordinator(group, 3);
+        cluster.SetTransactionCoordinator(Prefix + "-a", 3);
+        cluster.SetBrokerRoundTripTime(3, TimeSpan.FromMilliseconds(50));
+        var logs = new CapturingLoggerFactory();
+        var calls = new HandlerCalls();
+        await using var input = new SteadyProducer(cluster, Input, messagesPerTick: 3);
+
+        await using var a = await StartHandlingAsync("a", Options(cluster, group), logs, calls);
+        cluster.SetBrokerDown(3);
+        var down = System.Diagnostics.Stopwatch.StartNew();
+        await Wait.ForAsync(() => down.Elapsed >= TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(10), "the coordinators stay down 3 s");
+        cluster.SetBrokerUp(3);
+        var inputs = (int)await input.StopAsync();
+
+        // A transaction call that does not return within OperationTimeout + 5 s leaves the outcome unknown: the consumer
+        // stops (fault) and is replaced, as a host would restart it.
+        await Wait.ForAsync(() => a.State == KafkaConsumerState.Faulted || ReadOutput(cluster.BootstrapServers, Partitions, calls).Counts.Count >= inputs, TimeSpan.FromSeconds(60), "a finishes or stops");
+        var faulted = a.State == KafkaConsumerState.Faulted;
+        await using var replacement = Member("a", Options(cluster, group), logs, calls);
+        if (faulted)
+        {
+            await replacement.StartAsync();
+        }
+
+        await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(60), logs);
+        await replacement.StopAsync();
+        await a.StopAsync();
+
+        var committed = Count(cluster, inputs, calls);
+        Row("group + transaction coordinator down 3 s", committed, Count(cluster, inputs, null), $"aborts {logs.Count(Aborted)}, handler calls {calls.Total}, first member {(faulted ? "faulted, replaced" : "kept running")}");
+        committed.AssertExactlyOnce();
+        Assert.That(faulted ? a.Fault!.Message : "", faulted ? Does.Contain("can no longer be used") : Is.Empty, "a stop, if any, is the transactional producer's fault");
+    }
+
+    [Test]
+    [CancelAfter(150_000)]
+    public async Task Crash_MemberAbandonedMidTransaction_OpenTransactionNeverCommittedAndOutputExactlyOnce()
+    {
+        await using var cluster = EmbeddedKafkaCluster.Start();
+        CreateTopics(cluster, Partitions);
+        var logs = new CapturingLoggerFactory();
+        var calls = new HandlerCalls();
+        await using var input = new SteadyProducer(cluster, Input, messagesPerTick: 3);
+        var hang = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        try
+        {
+            // The handler hangs after producing its 300th output, ignoring its token: the open transaction is never
+            // committed nor aborted by this instance, which is then abandoned (its stop is cut short).
+            var crashing = Member("m", Options(cluster, "eos-crash"), logs, calls, (_, _) => calls.Of("m") == 300 ? hang.Task : Task.CompletedTask);
+            await crashing.StartAsync();
+            await Wait.ForAsync(() => calls.Of("m") >= 300, TimeSpan.FromSeconds(30), "the member handles until it hangs");
+            await crashing.StopAsync(new CancellationToken(canceled: true));
+            await crashing.WhenStoppedAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+            // Its replacement (same transactional.id) starts from the last commit. A broker aborts the dangling transaction
+            // when the replacement initializes (same transactional.id) or after transaction.timeout.ms; the embedded
+            // cluster gives the replacement a new producer id and leaves it open, which read_committed readers here do
+            // not wait for (see HandlerCalls).
+            await using var replacement = Member("m", Options(cluster, "eos-crash"), logs, calls);
+            await replacement.StartAsync();
+            var inputs = (int)await input.StopAsync();
+            await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(90), logs);
+            await replacement.StopAsync();
+
+            var committed = Count(cluster, inputs, calls);
+            Row("member abandoned mid-transaction, replaced", committed, Count(cluster, inputs, null), $"crashed member state {crashing.State}");
+            committed.AssertExactlyOnce();
+        }
+        finally
+        {
+            hang.TrySetResult();
+        }
+    }
+}
