@@ -28,6 +28,7 @@ internal sealed class PartitionSet
     private readonly RetryTopicRouter? _retryTopics;
     private readonly BatchDispatch? _batch;
     private readonly Dictionary<TopicPartition, PartitionWorker> _workers = [];
+    private PartitionWorker? _last; // the worker of the last dispatched message: consecutive messages mostly share a partition
     private volatile TopicPartition[] _assignment = [];
     private long _bufferedBytes; // estimate of all buffers, exact at each maintenance
 
@@ -83,6 +84,7 @@ internal sealed class PartitionSet
         {
             var worker = new PartitionWorker(partition, _stopHard, _options.Ordering, _options.MaxConcurrency, _retryTopics);
             _workers[partition] = worker;
+            _last = null;
             worker.Start(_process, _batch);
         }
 
@@ -103,9 +105,20 @@ internal sealed class PartitionSet
     /// <param name="result">The fetched message.</param>
     public void Dispatch(IConsumer<byte[]?, byte[]?> consumer, ConsumeResult<byte[]?, byte[]?> result)
     {
-        if (!_workers.TryGetValue(result.TopicPartition, out var worker) || worker.IsStopping)
+        var worker = _last;
+        if (worker is null || worker.Partition.Partition.Value != result.Partition.Value || !string.Equals(worker.Partition.Topic, result.Topic, StringComparison.Ordinal))
         {
-            return; // not owned any more: the partition's next owner receives it
+            if (!_workers.TryGetValue(result.TopicPartition, out worker))
+            {
+                return; // not owned any more: the partition's next owner receives it
+            }
+
+            _last = worker;
+        }
+
+        if (worker.IsStopping)
+        {
+            return; // being revoked: the partition's next owner receives it
         }
 
         if (_retryTopics is not null && Hold(consumer, worker, result))
@@ -164,6 +177,7 @@ internal sealed class PartitionSet
         {
             if (_workers.Remove(partition.TopicPartition, out var worker))
             {
+                _last = null;
                 taken.Add(worker);
             }
         }
@@ -280,6 +294,7 @@ internal sealed class PartitionSet
         // during the commit retries or inside Close() finds nothing to drain and does not wait RevokeTimeout again
         // for a handler that ignores its token.
         _workers.Clear();
+        _last = null;
     }
 
     /// <summary>Releases whatever workers are left and empties <see cref="Assignment"/> (the stop's end).</summary>
@@ -291,6 +306,7 @@ internal sealed class PartitionSet
         }
 
         _workers.Clear();
+        _last = null;
         _assignment = [];
     }
 
