@@ -215,7 +215,7 @@ public sealed partial class KafkaConsumer<TKey, TValue> : IAsyncDisposable
             _consumer = new ConsumerBuilder<byte[]?, byte[]?>(_config)
                 .SetErrorHandler((_, error) => OnError(error))
                 .SetLogHandler((_, message) => ClientLog.Forward(_logSummariser, message))
-                .SetOffsetsCommittedHandler((_, committed) => _committer.OnCommitted(committed))
+                .SetOffsetsCommittedHandler((_, committed) => _committer.OnCommitted(committed, _partitions.Assignment))
                 .SetStatisticsHandler((_, json) => _statistics.OnStatistics(json))
                 .SetPartitionsAssignedHandler((c, partitions) => _rebalance.OnAssigned(c, partitions))
                 .SetPartitionsRevokedHandler((c, partitions) => _rebalance.OnRevoked(c, partitions))

@@ -22,6 +22,9 @@ internal static partial class ConsumerLog
     [LoggerMessage(2004, LogLevel.Warning, "Consumer {Name}: commit failed: {Reason} ({Code}); the offsets stay stored and the next commit carries them.")]
     public static partial void CommitFailed(ILogger logger, string name, string reason, ErrorCode code);
 
+    [LoggerMessage(2063, LogLevel.Warning, "Consumer {Name}: the final commit of revoked partitions failed: {Reason} ({Code}); their next owners start at the last committed offsets and receive the messages after them again: {Offsets}")]
+    public static partial void ReleasedCommitFailed(ILogger logger, string name, string reason, ErrorCode code, string offsets);
+
     [LoggerMessage(2005, LogLevel.Warning, "Consumer {Name}: {Reason} ({Code}).")]
     public static partial void ClientError(ILogger logger, string name, string reason, ErrorCode code);
 

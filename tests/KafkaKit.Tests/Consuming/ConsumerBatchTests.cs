@@ -212,8 +212,11 @@ public sealed class ConsumerBatchTests
 
     [Test]
     [CancelAfter(90_000)]
-    public async Task BatchHandler_RevokeMidBatch_CancelledAfterRevokeTimeoutAndNextOwnerStartsAtTheUnfinishedBatch()
+    public async Task BatchHandler_RevokeMidBatch_CancelledAfterRevokeTimeoutAndNextOwnerStartsAtTheUnfinishedBatch(
+        [Values(KafkaKit.Consuming.PartitionAssignmentStrategy.CooperativeSticky, KafkaKit.Consuming.PartitionAssignmentStrategy.Range)] KafkaKit.Consuming.PartitionAssignmentStrategy strategy)
     {
+        // Eager (Range): the first member revokes both partitions, cancels both unfinished batches and gets one partition
+        // back (its batch there comes again and waits again); cooperative: it revokes only the partition that moves.
         await using var cluster = EmbeddedKafkaCluster.Start();
         cluster.CreateTopic("brev", partitions: 2);
         for (var p = 0; p < 2; p++)
@@ -222,9 +225,13 @@ public sealed class ConsumerBatchTests
         }
 
         var options = Options(cluster, "brev-group", "brev");
+        options.AssignmentStrategy = strategy;
         options.RevokeTimeout = TimeSpan.FromSeconds(1);
+        options.ShutdownTimeout = TimeSpan.FromSeconds(1);
         var a = new Batches();
+        var logs = new CapturingLoggerFactory();
         await using var first = new KafkaConsumerBuilder<string, string>("brev-a", options)
+            .SetLoggerFactory(logs)
             .SetBatchHandler(async (batch, ct) =>
             {
                 await a.Record(batch, ct);
@@ -243,17 +250,27 @@ public sealed class ConsumerBatchTests
 
         await Wait.ForAsync(() => a.Values.Count == 12, TimeSpan.FromSeconds(20), "the b batches of both partitions started");
         var b = new Batches();
-        await using var second = new KafkaConsumerBuilder<string, string>("brev-b", Options(cluster, "brev-group", "brev")).SetBatchHandler(b.Record).Build();
+        var secondOptions = Options(cluster, "brev-group", "brev");
+        secondOptions.AssignmentStrategy = strategy;
+        await using var second = new KafkaConsumerBuilder<string, string>("brev-b", secondOptions).SetBatchHandler(b.Record).Build();
         await second.StartAsync();
-        await Wait.ForAsync(() => b.Values.Count >= 3, TimeSpan.FromSeconds(40), "the second member handles the moved partition");
+        await Wait.ForAsync(() => b.Values.Contains("b2"), TimeSpan.FromSeconds(40), "the second member handles the moved partition's b batch");
         var moved = second.Assignment.Single().Partition.Value;
         var committed = KafkaProbe.Committed(cluster.BootstrapServers, "brev-group", "brev", 2);
+        var refused = logs.Lines.Where(l => l.EventId.Id is 2004 or 2063).Select(l => $"{l.EventId.Id} {l.Message}").ToList();
+        TestContext.Out.WriteLine($"{strategy}: committed {string.Join(", ", committed)}; second member's batches {b}; commit failures: {string.Join(" | ", refused)}");
 
+        // An eager revoke's commit reaches the embedded cluster while its group is rebalancing, and it answers
+        // RebalanceInProgress (a broker accepts a commit of the current generation until the rebalance completes): then
+        // the finished batch is not committed and comes again (at least once); never is anything after it committed.
+        var commitRefused = strategy == KafkaKit.Consuming.PartitionAssignmentStrategy.Range && refused.Any(m => m.StartsWith("2063 ", StringComparison.Ordinal) && m.Contains("RebalanceInProgress", StringComparison.Ordinal) && m.Contains($"brev [{moved}] @3", StringComparison.Ordinal));
+        var start = commitRefused ? Math.Max(0, committed[moved]) : 3;
         Assert.Multiple(() =>
         {
-            Assert.That(committed[moved], Is.EqualTo(3), "the revoke committed the finished batch only");
-            Assert.That(b.Offsets[0][0], Is.EqualTo(3), "the next owner starts at the cancelled batch");
-            Assert.That(b.Values.Take(3), Is.EqualTo(new[] { "b0", "b1", "b2" }));
+            Assert.That(committed[moved], commitRefused ? Is.LessThanOrEqualTo(3) : Is.EqualTo(3), "the revoke committed the finished batch only");
+            Assert.That(b.Offsets[0][0], Is.EqualTo(start), "the next owner starts at the committed offset");
+            Assert.That(b.Values.Skip(3 - (int)start).Take(3), Is.EqualTo(new[] { "b0", "b1", "b2" }), "then the cancelled batch, in order");
+            Assert.That(refused.Count == 0 || commitRefused, Is.True, "no commit failure other than the embedded cluster's refusal during an eager rebalance");
         });
     }
 

@@ -125,11 +125,23 @@ internal sealed class OffsetCommitter
 
     /// <summary>librdkafka's report of a commit (its own periodic and revoke-time ones, and <see cref="Commit"/>'s): a failure is logged and counted.</summary>
     /// <param name="committed">The report.</param>
-    public void OnCommitted(CommittedOffsets committed)
+    /// <param name="owned">The partitions owned now: a failed commit of others (the final commit of a revoke) is not carried by a later one.</param>
+    public void OnCommitted(CommittedOffsets committed, IReadOnlyCollection<TopicPartition> owned)
     {
-        if (committed.Error.IsError)
+        if (!committed.Error.IsError)
         {
-            Count();
+            return;
+        }
+
+        Count();
+        var released = committed.Offsets.Where(o => !owned.Contains(o.TopicPartition)).ToList();
+        if (released.Count > 0)
+        {
+            // librdkafka clears a removed partition's stored offset once it sent that commit: nothing carries it again.
+            ConsumerLog.ReleasedCommitFailed(_logger, _name, committed.Error.Reason, committed.Error.Code, string.Join(", ", released.Select(o => $"{o.Topic} [{o.Partition.Value}] @{o.Offset.Value}")));
+        }
+        else
+        {
             ConsumerLog.CommitFailed(_logger, _name, committed.Error.Reason, committed.Error.Code);
         }
     }
