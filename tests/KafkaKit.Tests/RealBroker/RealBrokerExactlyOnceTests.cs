@@ -121,10 +121,12 @@ public sealed class RealBrokerExactlyOnceTests
         var tally = ExactlyOnceKit.Count(ExactlyOnceKit.ReadOutput(run.BootstrapServers, Partitions, committedOnly: null, run.Output), inputs);
         tally.AssertExactlyOnce();
         Assert.That(
-            KafkaProbe.Committed(run.BootstrapServers, run.Group, run.Input, Partitions),
-            Is.EqualTo(KafkaProbe.EndOffsets(run.BootstrapServers, run.Input, Partitions)),
+            Format(KafkaProbe.Committed(run.BootstrapServers, run.Group, run.Input, Partitions)),
+            Is.EqualTo(Format(KafkaProbe.EndOffsets(run.BootstrapServers, run.Input, Partitions))),
             "committed group offsets (from the transactions) = the input's end offsets");
     }
+
+    private static string Format(Dictionary<int, long> offsets) => string.Join(", ", offsets.OrderBy(o => o.Key).Select(o => $"[{o.Key}]@{o.Value}"));
 
     private sealed record Run(string BootstrapServers, string Input, string Output, string Group, string Prefix);
 }
