@@ -18,7 +18,7 @@ public sealed partial class KafkaConsumer<TKey, TValue>
         try
         {
             CheckRetryTopics(consumer);
-            _transactions?.Start(); // the transactional producer's InitTransactions, before the first poll
+            _transactions?.Start(consumer); // the transactional producer's InitTransactions, before the first poll
             while (!_stopRequested)
             {
                 ConsumeResult<byte[]?, byte[]?>? result = null;
@@ -195,8 +195,8 @@ public sealed partial class KafkaConsumer<TKey, TValue>
             // this dedicated thread.
             _rebalance.WaitForStartLookups();
             _patternWatch?.WaitForCheck();
+            _transactions?.Dispose(); // ends the transaction thread, which reads the client's group metadata, before the handle goes
             consumer.Dispose();
-            _transactions?.Dispose();
             _logSummariser.Dispose();
             // Dead-letter messages still in flight get what is left of the stop's bound (ShutdownTimeout from the start
             // of the stop, then CloseTimeout), so StopAsync returns within its documented bound; the rest is purged.

@@ -15,17 +15,20 @@ namespace KafkaKit.Consuming;
 /// <para>
 /// Handler calls hold a lease on the open transaction (<see cref="EnterAsync"/> / <see cref="Exit"/>, thread pool). When
 /// the transaction is full (<see cref="ConsumerTransactionOptions.MaxRecords"/>) or old enough
-/// (<see cref="ConsumerTransactionOptions.MaxInterval"/>), or must be aborted, the gate closes: new handler calls wait,
-/// and once no lease is held the poll thread commits (or aborts, rewinds and has the records handled again) and opens
-/// the next transaction. The poll thread keeps polling while it waits for the leases to end.
+/// (<see cref="ConsumerTransactionOptions.MaxInterval"/>), or must be aborted, the gate closes: new handler calls wait.
+/// Once no lease is held, the consumer's transaction thread (one dedicated long-lived thread, woken by the call that
+/// ended the last lease) commits and opens the next transaction; an abort (and the rewind that has the records handled
+/// again) is left to the poll thread, which also ends the transaction itself at a revoke, a loss and the stop, after
+/// the transaction thread finished what it was doing (one thread at a time ends a transaction).
 /// </para>
 /// <para>
-/// Threads: everything except the lease calls and <see cref="Produce"/> runs on the poll thread (inside the poll loop,
-/// the revoke and lost callbacks and the stop sequence). Each blocking Confluent.Kafka transaction call runs on a
-/// short-lived dedicated thread while the poll thread waits for it, bounded by
-/// <see cref="ConsumerTransactionOptions.OperationTimeout"/> plus 5 s: a call that overruns its own timeout (seen with
-/// <c>SendOffsetsToTransaction</c>) leaves the outcome unknown, so the consumer stops with a fault and the producer is
-/// not disposed under the running call.
+/// Threads: the lease calls and <see cref="Produce"/> run on handler threads; the normal commits on the transaction
+/// thread, which runs its blocking Confluent.Kafka calls itself; everything else on the poll thread (inside the poll
+/// loop, the revoke and lost callbacks and the stop sequence), where each blocking call runs on a short-lived dedicated
+/// thread while the poll thread waits for it. Every call is bounded by <see cref="ConsumerTransactionOptions.OperationTimeout"/>
+/// plus 5 s (the poll thread's maintenance watches the transaction thread's calls): a call that overruns its own
+/// timeout (seen with <c>SendOffsetsToTransaction</c>) leaves the outcome unknown, so the consumer stops with a fault
+/// and the producer is not disposed under the running call.
 /// </para>
 /// <para>
 /// The offsets sent are those this class records at each successful handler call (the offset after the last handled
@@ -38,6 +41,7 @@ internal sealed class TransactionCoordinator : IDisposable
 {
     private static readonly TimeSpan CallGrace = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan RecentDispatch = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan FlushSlice = TimeSpan.FromMilliseconds(1);
 
     private readonly string _name;
     private readonly ConsumerTransactionOptions _options;
@@ -46,9 +50,18 @@ internal sealed class TransactionCoordinator : IDisposable
     private readonly TimeProvider _time;
     private readonly ClientLogSummariser _logSummariser;
     private readonly object _gate = new();
+    private readonly object _ending = new(); // held by the thread ending a transaction: the transaction thread or the poll thread
+    private readonly object _wake = new(); // the transaction thread waits on it for _wakeRequested
     private readonly Dictionary<TopicPartition, long> _handled = []; // under _gate: offset after the last handled record
-    private readonly Dictionary<TopicPartition, long> _rewind = []; // poll thread: where an abort restarts each partition
+    private readonly Dictionary<TopicPartition, long> _committedAt = []; // under _gate: each partition's last committed position
+    private readonly Dictionary<TopicPartition, long> _firstDispatched = []; // poll thread: first record dispatched since the assignment
     private IProducer<byte[]?, byte[]?>? _producer;
+    private IConsumer<byte[]?, byte[]?>? _consumer;
+    private Thread? _committer;
+    private bool _wakeRequested; // under _wake
+    private volatile bool _stopping;
+    private long _callDeadline; // transaction thread: when its running call counts as overrun (0: no call running)
+    private string _callOperation = string.Empty;
     private PartitionSet? _partitions;
     private Action<Exception> _fail = static _ => { };
     private TaskCompletionSource _open = NewSignal();
@@ -95,7 +108,7 @@ internal sealed class TransactionCoordinator : IDisposable
     /// <summary>Gets how many transactions were aborted.</summary>
     public long Aborts => Interlocked.Read(ref _aborts);
 
-    /// <summary>Gets or sets a callback told the number of each committed transaction (poll thread), the numbers <see cref="TransactionContext.Transaction"/> carries; for tests.</summary>
+    /// <summary>Gets or sets a callback told the number of each committed transaction (the thread that committed it: the transaction thread, or the poll thread at a revoke or the stop), the numbers <see cref="TransactionContext.Transaction"/> carries; for tests.</summary>
     internal Action<long>? TransactionCommitted { get; set; }
 
     /// <summary>
@@ -105,8 +118,8 @@ internal sealed class TransactionCoordinator : IDisposable
     /// </summary>
     public bool Pending => _closing || Volatile.Read(ref _records) > 0 || _time.GetElapsedTime(_lastDispatch) < RecentDispatch;
 
-    /// <summary>Gets whether the gate is closed and no lease is held: <see cref="Maintain"/> can end the transaction now (any thread, approximate).</summary>
-    public bool ReadyToEnd => _closing && Volatile.Read(ref _active) == 0;
+    /// <summary>Gets whether the gate is closed, no lease is held and the transaction must be aborted: <see cref="Maintain"/> can abort it now (any thread, approximate).</summary>
+    public bool ReadyToEnd => _closing && Volatile.Read(ref _active) == 0 && Volatile.Read(ref _abortReason) is not null;
 
     /// <summary>Connects the coordinator to its consumer (constructor of the consumer).</summary>
     /// <param name="partitions">The consumer's workers (for the rewind after an abort).</param>
@@ -117,9 +130,11 @@ internal sealed class TransactionCoordinator : IDisposable
         _fail = fail;
     }
 
-    /// <summary>Builds the producer, initializes transactions (fencing an older instance with the same id) and opens the first transaction (poll thread, before the first poll).</summary>
-    public void Start()
+    /// <summary>Builds the producer, initializes transactions (fencing an older instance with the same id), opens the first transaction and starts the transaction thread (poll thread, before the first poll).</summary>
+    /// <param name="consumer">The client (the transaction thread reads its group metadata).</param>
+    public void Start(IConsumer<byte[]?, byte[]?> consumer)
     {
+        _consumer = consumer;
         var started = _time.GetTimestamp();
         _producer = new ProducerBuilder<byte[]?, byte[]?>(_config)
             .SetLogHandler((_, message) => ClientLog.Forward(_logSummariser, message))
@@ -148,6 +163,8 @@ internal sealed class TransactionCoordinator : IDisposable
         else if (Begin())
         {
             TransactionLog.Initialized(_logger, _name, TransactionalId, _time.GetElapsedTime(started));
+            _committer = new Thread(CommitLoop) { IsBackground = true, Name = $"kafkakit-txn-{_name}" };
+            _committer.Start();
         }
     }
 
@@ -216,11 +233,19 @@ internal sealed class TransactionCoordinator : IDisposable
                 _closing = true;
             }
 
-            if (_closing && _active == 0)
+            if (!_closing || _active > 0)
             {
-                _drained?.TrySetResult();
+                return;
+            }
+
+            _drained?.TrySetResult();
+            if (_abortReason is not null)
+            {
+                return; // the poll thread aborts it
             }
         }
+
+        Wake();
     }
 
     /// <summary>Produces one serialized message into the open transaction (handler thread).</summary>
@@ -234,18 +259,28 @@ internal sealed class TransactionCoordinator : IDisposable
     public void Dispatched(ConsumeResult<byte[]?, byte[]?> result)
     {
         _lastDispatch = _time.GetTimestamp();
-        if (!_rewind.ContainsKey(result.TopicPartition) && _partitions!.Assignment.Contains(result.TopicPartition))
+        if (!_firstDispatched.ContainsKey(result.TopicPartition) && _partitions!.Assignment.Contains(result.TopicPartition))
         {
-            _rewind[result.TopicPartition] = result.Offset.Value;
+            _firstDispatched[result.TopicPartition] = result.Offset.Value;
         }
     }
 
-    /// <summary>Closes the gate when the transaction is full, old enough or doomed, and commits or aborts once no lease is held (poll thread).</summary>
+    /// <summary>
+    /// Closes the gate when the transaction is old enough; once no lease is held has the transaction thread commit it,
+    /// or aborts it when doomed; stops the consumer when a call of the transaction thread overran its bound (poll thread).
+    /// </summary>
     /// <param name="consumer">The client.</param>
     public void Maintain(IConsumer<byte[]?, byte[]?> consumer)
     {
         if (_unusable)
         {
+            return;
+        }
+
+        var callDeadline = Volatile.Read(ref _callDeadline);
+        if (callDeadline != 0 && _time.GetTimestamp() > callDeadline)
+        {
+            Unusable(_callOperation, $"did not return within {_options.OperationTimeout + CallGrace}, so the transaction's outcome is unknown");
             return;
         }
 
@@ -260,10 +295,28 @@ internal sealed class TransactionCoordinator : IDisposable
             {
                 return;
             }
+
+            if (_abortReason is null)
+            {
+                Wake(); // a commit: the transaction thread's
+                return;
+            }
         }
 
-        End(consumer, rewind: true, commitBound: _options.OperationTimeout);
-        Reopen();
+        if (!Monitor.TryEnter(_ending))
+        {
+            return; // the transaction thread is still at it: the next maintenance aborts
+        }
+
+        try
+        {
+            End(consumer, rewind: true, commitBound: _options.OperationTimeout);
+            Reopen();
+        }
+        finally
+        {
+            Monitor.Exit(_ending);
+        }
     }
 
     /// <summary>
@@ -274,6 +327,24 @@ internal sealed class TransactionCoordinator : IDisposable
     /// <param name="consumer">The client.</param>
     /// <param name="bound">The revoke's bound.</param>
     public void BeforeDrain(IConsumer<byte[]?, byte[]?> consumer, TimeSpan bound)
+    {
+        if (!EnterEnding())
+        {
+            return;
+        }
+
+        try
+        {
+            BeforeDrainEntered(consumer, bound);
+        }
+        finally
+        {
+            Monitor.Exit(_ending);
+        }
+    }
+
+    /// <summary>Revoke, the transaction thread idle: see <see cref="BeforeDrain"/>.</summary>
+    private void BeforeDrainEntered(IConsumer<byte[]?, byte[]?> consumer, TimeSpan bound)
     {
         bool closing;
         lock (_gate)
@@ -309,6 +380,23 @@ internal sealed class TransactionCoordinator : IDisposable
     /// <param name="bound">What is left of the revoke's bound.</param>
     public void OnRevoked(IConsumer<byte[]?, byte[]?> consumer, IReadOnlyList<TopicPartitionOffset> revoked, TimeSpan bound)
     {
+        var entered = EnterEnding();
+        try
+        {
+            OnRevokedEntered(consumer, revoked, bound);
+        }
+        finally
+        {
+            if (entered)
+            {
+                Monitor.Exit(_ending);
+            }
+        }
+    }
+
+    /// <summary>Revoke, the transaction thread idle (or overrun: then the producer is unusable): see <see cref="OnRevoked"/>.</summary>
+    private void OnRevokedEntered(IConsumer<byte[]?, byte[]?> consumer, IReadOnlyList<TopicPartitionOffset> revoked, TimeSpan bound)
+    {
         if (!_unusable)
         {
             if (!CloseAndWait(bound))
@@ -324,10 +412,11 @@ internal sealed class TransactionCoordinator : IDisposable
 
         foreach (var partition in revoked)
         {
-            _rewind.Remove(partition.TopicPartition);
+            _firstDispatched.Remove(partition.TopicPartition);
             lock (_gate)
             {
                 _handled.Remove(partition.TopicPartition);
+                _committedAt.Remove(partition.TopicPartition);
             }
         }
 
@@ -338,6 +427,7 @@ internal sealed class TransactionCoordinator : IDisposable
     /// <param name="lost">The lost partitions.</param>
     public void OnLost(IReadOnlyList<TopicPartitionOffset> lost)
     {
+        var entered = EnterEnding(); // a commit under way ends first, as if it had ended before the loss
         lock (_gate)
         {
             _closing = true;
@@ -345,12 +435,18 @@ internal sealed class TransactionCoordinator : IDisposable
             foreach (var partition in lost)
             {
                 _handled.Remove(partition.TopicPartition);
+                _committedAt.Remove(partition.TopicPartition);
             }
         }
 
         foreach (var partition in lost)
         {
-            _rewind.Remove(partition.TopicPartition);
+            _firstDispatched.Remove(partition.TopicPartition);
+        }
+
+        if (entered)
+        {
+            Monitor.Exit(_ending);
         }
     }
 
@@ -359,11 +455,48 @@ internal sealed class TransactionCoordinator : IDisposable
     /// <param name="bound">What is left of the stop's bound (<see cref="KafkaConsumerOptions.ShutdownTimeout"/>).</param>
     public void Finish(IConsumer<byte[]?, byte[]?> consumer, TimeSpan bound)
     {
-        if (_unusable || _producer is null)
+        if (_unusable || _producer is null || !EnterEnding())
         {
             return;
         }
 
+        try
+        {
+            FinishEntered(consumer, bound);
+        }
+        finally
+        {
+            Monitor.Exit(_ending);
+        }
+    }
+
+    /// <summary>Releases the producer, unless a transaction call is still running on it.</summary>
+    public void Dispose()
+    {
+        _stopping = true;
+        lock (_wake)
+        {
+            Monitor.Pulse(_wake);
+        }
+
+        if (_overrun is { IsCompleted: false } || Volatile.Read(ref _callDeadline) != 0
+            || _committer?.Join(_options.OperationTimeout + CallGrace) == false)
+        {
+            TransactionLog.CallStillRunning(_logger, _name, "a transaction call");
+        }
+        else
+        {
+            _producer?.Dispose();
+        }
+
+        _logSummariser.Dispose();
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Stop, the transaction thread idle: see <see cref="Finish"/>.</summary>
+    private void FinishEntered(IConsumer<byte[]?, byte[]?> consumer, TimeSpan bound)
+    {
         if (!CloseAndWait(bound))
         {
             lock (_gate)
@@ -383,26 +516,127 @@ internal sealed class TransactionCoordinator : IDisposable
         _unusable = true; // stopped: no further transaction (the workers were drained or cancelled before)
     }
 
-    /// <summary>Releases the producer, unless a transaction call is still running on it.</summary>
-    public void Dispose()
+    /// <summary>
+    /// The transaction thread: woken when the gate is closed and no lease is held, commits the open transaction and
+    /// opens the next one; when the commit fails, leaves the gate closed with the reason for the poll thread to abort.
+    /// </summary>
+    private void CommitLoop()
     {
-        if (_overrun is { IsCompleted: false })
+        try
         {
-            TransactionLog.CallStillRunning(_logger, _name, "a transaction call");
-        }
-        else
-        {
-            _producer?.Dispose();
-        }
+            while (true)
+            {
+                lock (_wake)
+                {
+                    while (!_wakeRequested && !_stopping)
+                    {
+                        Monitor.Wait(_wake);
+                    }
 
-        _logSummariser.Dispose();
+                    _wakeRequested = false;
+                }
+
+                if (_stopping)
+                {
+                    return;
+                }
+
+                lock (_ending)
+                {
+                    CommitReady();
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            _unusable = true;
+            _fail(e);
+        }
     }
 
-    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>Commits the open transaction if the gate is closed, no lease is held and nothing dooms it (transaction thread, holding <see cref="_ending"/>).</summary>
+    private void CommitReady()
+    {
+        lock (_gate)
+        {
+            if (_unusable || _stopping || !_closing || _active > 0 || _abortReason is not null)
+            {
+                return;
+            }
+        }
+
+        var abortReason = Commit(_consumer!, _options.OperationTimeout);
+        if (abortReason is null)
+        {
+            Reopen();
+        }
+        else if (!_unusable)
+        {
+            lock (_gate)
+            {
+                _abortReason ??= abortReason; // the poll thread aborts and rewinds (ReadyToEnd)
+            }
+        }
+    }
+
+    /// <summary>Wakes the transaction thread.</summary>
+    private void Wake()
+    {
+        lock (_wake)
+        {
+            if (!_wakeRequested)
+            {
+                _wakeRequested = true;
+                Monitor.Pulse(_wake);
+            }
+        }
+    }
+
+    /// <summary>Waits (poll thread) until the transaction thread is not ending a transaction, at most as long as its calls are bounded; otherwise the producer is unusable.</summary>
+    /// <returns>Whether the poll thread holds <see cref="_ending"/>.</returns>
+    private bool EnterEnding()
+    {
+        var bound = _options.OperationTimeout + CallGrace;
+        if (Monitor.TryEnter(_ending, bound))
+        {
+            return true;
+        }
+
+        if (!_unusable)
+        {
+            Unusable(_callOperation, $"the transaction thread's call did not return within {bound}, so the transaction's outcome is unknown");
+        }
+
+        return false;
+    }
 
     /// <summary>Commits (or aborts) the open transaction; the gate is closed and no lease is held.</summary>
     /// <returns>Whether the transaction was committed (or was empty).</returns>
     private bool End(IConsumer<byte[]?, byte[]?> consumer, bool rewind, TimeSpan commitBound)
+    {
+        int records;
+        lock (_gate)
+        {
+            records = _records;
+        }
+
+        var abortReason = Commit(consumer, commitBound);
+        if (abortReason is null)
+        {
+            return !_unusable;
+        }
+
+        if (!_unusable)
+        {
+            Abort(consumer, abortReason, records, rewind);
+        }
+
+        return false;
+    }
+
+    /// <summary>Commits the open transaction and begins the next one (the gate is closed and no lease is held; the caller holds <see cref="_ending"/>).</summary>
+    /// <returns><see langword="null"/> when committed or empty; otherwise why the transaction must be aborted.</returns>
+    private string? Commit(IConsumer<byte[]?, byte[]?> consumer, TimeSpan bound)
     {
         List<TopicPartitionOffset> offsets;
         int records;
@@ -414,50 +648,48 @@ internal sealed class TransactionCoordinator : IDisposable
             abortReason = _abortReason;
         }
 
-        if (abortReason is null && records == 0)
+        if (abortReason is not null || records == 0)
         {
-            return true; // nothing handled: the open transaction holds nothing
+            return abortReason; // nothing handled: the open transaction holds nothing
         }
 
-        if (abortReason is null)
+        abortReason = SendAndCommit(consumer, offsets, bound);
+        if (abortReason is not null)
         {
-            abortReason = Commit(consumer, offsets, commitBound);
-            if (abortReason is null)
+            return abortReason;
+        }
+
+        Interlocked.Increment(ref _commits);
+        TransactionLog.Committed(_logger, _name, records, string.Join(", ", offsets));
+        TransactionCommitted?.Invoke(Volatile.Read(ref _transaction));
+        lock (_gate)
+        {
+            foreach (var offset in offsets)
             {
-                foreach (var offset in offsets)
-                {
-                    _rewind[offset.TopicPartition] = offset.Offset.Value;
-                }
-
-                Interlocked.Increment(ref _commits);
-                TransactionLog.Committed(_logger, _name, records, string.Join(", ", offsets));
-                TransactionCommitted?.Invoke(Volatile.Read(ref _transaction));
-                lock (_gate)
-                {
-                    _handled.Clear();
-                    _records = 0;
-                }
-
-                return !_unusable && Begin();
+                _committedAt[offset.TopicPartition] = offset.Offset.Value;
             }
+
+            _handled.Clear();
+            _records = 0;
         }
 
         if (!_unusable)
         {
-            Abort(consumer, abortReason, records, rewind);
+            Begin();
         }
 
-        return false;
+        return null;
     }
 
     /// <summary>Sends the offsets and commits.</summary>
     /// <returns><see langword="null"/> when committed; otherwise why the transaction must be aborted (also when the producer became unusable).</returns>
-    private string? Commit(IConsumer<byte[]?, byte[]?> consumer, List<TopicPartitionOffset> offsets, TimeSpan bound)
+    private string? SendAndCommit(IConsumer<byte[]?, byte[]?> consumer, List<TopicPartitionOffset> offsets, TimeSpan bound)
     {
         var producer = _producer!;
         var deadline = _time.GetTimestamp() + (long)(bound.TotalSeconds * _time.TimestampFrequency);
         try
         {
+            Deliver(producer, deadline);
             var metadata = consumer.ConsumerGroupMetadata;
             if (offsets.Count > 0
                 && !Retry("SendOffsetsToTransaction", () => producer.SendOffsetsToTransaction(offsets, metadata, Left(deadline)), deadline))
@@ -472,6 +704,21 @@ internal sealed class TransactionCoordinator : IDisposable
         catch (KafkaException e)
         {
             return $"{e.Error.Reason} ({e.Error.Code})"; // abortable (or unknown): abort, then handle again
+        }
+    }
+
+    /// <summary>
+    /// Has the transaction's messages sent at once and waits until they are acknowledged, in 1 ms <c>Flush</c> slices,
+    /// for at most half the time left: <c>CommitTransaction</c> waits for them too, but checks only every 10 ms while
+    /// Confluent.Kafka's background thread serves the delivery reports, so a commit right after the last produce would
+    /// take about 10 ms longer than the deliveries. A delivery that does not complete is left to <c>CommitTransaction</c>,
+    /// which reports it.
+    /// </summary>
+    private void Deliver(IProducer<byte[]?, byte[]?> producer, long deadline)
+    {
+        var until = _time.GetTimestamp() + ((deadline - _time.GetTimestamp()) / 2);
+        while (producer.Flush(FlushSlice) > 0 && Left(until) > TimeSpan.Zero)
+        {
         }
     }
 
@@ -567,7 +814,13 @@ internal sealed class TransactionCoordinator : IDisposable
             {
                 foreach (var partition in kept)
                 {
-                    if (_rewind.TryGetValue(partition, out var offset))
+                    long offset; // its last commit, else where it started
+                    lock (_gate)
+                    {
+                        offset = _committedAt.GetValueOrDefault(partition, -1);
+                    }
+
+                    if (offset >= 0 || _firstDispatched.TryGetValue(partition, out offset))
                     {
                         var position = new TopicPartitionOffset(partition, offset);
                         consumer.Seek(position);
@@ -658,6 +911,27 @@ internal sealed class TransactionCoordinator : IDisposable
     /// <exception cref="KafkaException">A non-fatal error of the call (abortable or retriable).</exception>
     private bool Call(string operation, Action call, TimeSpan timeout)
     {
+        if (Thread.CurrentThread == _committer)
+        {
+            // The transaction thread is dedicated: it runs the call itself, and the poll thread's maintenance bounds it.
+            _callOperation = operation;
+            Volatile.Write(ref _callDeadline, _time.GetTimestamp() + (long)((timeout + CallGrace).TotalSeconds * _time.TimestampFrequency));
+            try
+            {
+                call();
+                return true;
+            }
+            catch (KafkaException kafka) when (kafka.Error.IsFatal || kafka.Error.Code is ErrorCode.ProducerFenced or ErrorCode.InvalidProducerEpoch)
+            {
+                Unusable(operation, $"{kafka.Error.Reason} ({kafka.Error.Code})");
+                return false;
+            }
+            finally
+            {
+                Volatile.Write(ref _callDeadline, 0);
+            }
+        }
+
         var task = Task.Factory.StartNew(call, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         var waited = task.WaitAsync(timeout + CallGrace, _time);
         ((IAsyncResult)waited).AsyncWaitHandle.WaitOne();

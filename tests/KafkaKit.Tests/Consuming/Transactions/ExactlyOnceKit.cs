@@ -33,9 +33,13 @@ internal static class ExactlyOnceKit
         }));
 
     /// <summary>Options of a transactional member of <paramref name="group"/> (fast group settings, short bounds).</summary>
-    public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, string prefix = Prefix)
+    public static KafkaConsumerOptions Options(EmbeddedKafkaCluster cluster, string group, string prefix = Prefix) =>
+        Options(cluster.BootstrapServers, group, prefix, Input);
+
+    /// <summary>Options of a transactional member of <paramref name="group"/> reading <paramref name="input"/> (fast group settings, short bounds).</summary>
+    public static KafkaConsumerOptions Options(string bootstrapServers, string group, string prefix, string input)
     {
-        var options = ConsumerTestKit.Options(cluster, group, Input);
+        var options = ConsumerTestKit.Options(bootstrapServers, group, input);
         options.Transactions.TransactionalIdPrefix = prefix;
         options.Transactions.MaxRecords = 100;
         options.Transactions.MaxInterval = TimeSpan.FromMilliseconds(50);
@@ -132,17 +136,20 @@ internal static class ExactlyOnceKit
     }
 
     /// <summary>Reads the whole output to its end and counts each input number's results: committed ones only (see <see cref="HandlerCalls"/>), or all with <paramref name="calls"/> null.</summary>
-    public static Tally Count(EmbeddedKafkaCluster cluster, int inputs, HandlerCalls? calls)
+    public static Tally Count(EmbeddedKafkaCluster cluster, int inputs, HandlerCalls? calls) =>
+        Count(ReadOutput(cluster.BootstrapServers, Partitions(cluster.BootstrapServers), calls), inputs);
+
+    /// <summary>Counts each input number's results in one read of the output.</summary>
+    public static Tally Count(OutputRead read, int inputs)
     {
-        var read = ReadOutput(cluster.BootstrapServers, Partitions(cluster.BootstrapServers), calls);
         Assert.That(read.AtEnd, Is.True, "the output was read to its end");
         var counts = read.Counts;
         var distinct = counts.Keys.Count(n => n < inputs);
         return new Tally(inputs, counts.Values.Sum(), counts.Values.Sum(c => c - 1), inputs - distinct, counts.Keys.Count(n => n >= inputs || n < 0));
     }
 
-    /// <summary>Reads the output topic from the beginning to its end with read_committed, keeping the committed transactions' messages when <paramref name="committedOnly"/> is given.</summary>
-    public static OutputRead ReadOutput(string bootstrapServers, int partitions, HandlerCalls? committedOnly)
+    /// <summary>Reads the output topic (<paramref name="output"/>) from the beginning to its end with read_committed, keeping the committed transactions' messages when <paramref name="committedOnly"/> is given.</summary>
+    public static OutputRead ReadOutput(string bootstrapServers, int partitions, HandlerCalls? committedOnly, string output = Output)
     {
         using var consumer = new ConsumerBuilder<string, string>(new ConsumerConfig
         {
@@ -152,7 +159,7 @@ internal static class ExactlyOnceKit
             EnablePartitionEof = true,
             IsolationLevel = IsolationLevel.ReadCommitted,
         }).SetLogHandler(static (_, _) => { }).Build();
-        consumer.Assign(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffset(Output, p, Offset.Beginning)));
+        consumer.Assign(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffset(output, p, Offset.Beginning)));
         var counts = new Dictionary<long, int>();
         var next = new Dictionary<int, long>();
         var atEnd = new HashSet<int>();
