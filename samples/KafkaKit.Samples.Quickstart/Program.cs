@@ -47,7 +47,15 @@ if (cluster is not null)
 }
 else
 {
-    await CreateTopicAsync(bootstrapServers, topic, settings.Partitions);
+    try
+    {
+        await CreateTopicAsync(bootstrapServers, topic, settings.Partitions);
+    }
+    catch (KafkaException e)
+    {
+        Console.Error.WriteLine($"Could not create topic {topic} on {bootstrapServers}: {e.Error.Reason} ({e.Error.Code}). Check --bootstrap-servers (host:port of a reachable broker).");
+        return 1;
+    }
 }
 
 var builder = Host.CreateApplicationBuilder([]);

@@ -57,6 +57,11 @@ internal static class GroupProtocolRules
                     problems.Add($"{settings.Owner}: '{key}={value}' (from {settings.PlaceOf(key)}) is not supported with the consumer group protocol (group.protocol=consumer, KIP-848, from {settings.PlaceOf("group.protocol")}): {reason}; remove it, or use GroupProtocol Classic.");
                 }
             }
+
+            if (properties.TryGetValue("group.remote.assignor", out var assignor) && assignor.Trim() is not ("uniform" or "range"))
+            {
+                problems.Add($"{settings.Owner}: 'group.remote.assignor={assignor}' (from {settings.PlaceOf("group.remote.assignor")}) is not a broker-side assignor: use uniform or range, or remove it to let the broker choose.");
+            }
         }
         else if (properties.TryGetValue("group.remote.assignor", out var assignor))
         {

@@ -9,7 +9,8 @@ namespace KafkaKit.DependencyInjection;
 
 /// <summary>
 /// Reports configuration values that cannot be converted to their option's type (an unknown enum name, a malformed
-/// <see cref="TimeSpan"/>, a number that is not one) in the <c>Producers</c> and <c>Consumers</c> sections.
+/// <see cref="TimeSpan"/>, a number that is not one), and keys that are no option at all (a misspelt name), in the
+/// <c>Producers</c>, <c>Consumers</c> and <c>Topics</c> sections.
 /// </summary>
 /// <remarks>
 /// The configuration binder throws for such a value in an ordinary property, but inside a dictionary entry it drops the
@@ -44,9 +45,17 @@ internal sealed class ConfigurationBindingValidator(IConfiguration configuration
         foreach (var child in section.GetChildren())
         {
             var property = type.GetProperty(child.Key, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
-            if (property is null || typeof(IEnumerable).IsAssignableFrom(property.PropertyType) && property.PropertyType != typeof(string))
+            if (property is null)
             {
-                continue; // unknown keys are ignored as the binder ignores them; collections hold strings
+                // The binder ignores a key no property has: a misspelt option would silently keep its default.
+                var known = type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Select(p => p.Name).Order(StringComparer.Ordinal);
+                problems.Add($"'{child.Path}' is not a setting of {type.Name}: use one of {string.Join(", ", known)} (librdkafka properties go under Config).");
+                continue;
+            }
+
+            if (typeof(IEnumerable).IsAssignableFrom(property.PropertyType) && property.PropertyType != typeof(string))
+            {
+                continue; // collections hold strings (librdkafka properties are checked by librdkafka's own names)
             }
 
             if (child.Value is null)

@@ -23,6 +23,7 @@ public sealed class GroupProtocolOptionsTests
         options.Config["session.timeout.ms"] = "6000";
         options.Config["heartbeat.interval.ms"] = "500";
         options.Config["group.protocol.type"] = "consumer";
+        options.Config["group.remote.assignor"] = "sticky";
 
         var e = Assert.Throws<OptionsValidationException>(() => new KafkaConsumerBuilder<string, string>("c", options).SetHandler((_, _) => default).Build());
 
@@ -33,6 +34,7 @@ public sealed class GroupProtocolOptionsTests
             $"Consumer 'c': 'heartbeat.interval.ms=500' (from Config) {Protocol}: the broker sets the heartbeat interval (group.consumer.heartbeat.interval.ms); remove it, or use GroupProtocol Classic.",
             $"Consumer 'c': 'partition.assignment.strategy=roundrobin' (from AssignmentStrategy) {Protocol}: the broker assigns the partitions; choose its assignor with group.remote.assignor (uniform or range) or leave it to the broker; remove it, or use GroupProtocol Classic.",
             $"Consumer 'c': 'group.protocol.type=consumer' (from Config) {Protocol}: it belongs to the classic protocol; remove it, or use GroupProtocol Classic.",
+            "Consumer 'c': 'group.remote.assignor=sticky' (from Config) is not a broker-side assignor: use uniform or range, or remove it to let the broker choose.",
         }));
     }
 

@@ -208,7 +208,8 @@ public sealed class KafkaKitOptionsValidatorTests
               "KafkaKit": {
                 "BootstrapServers": "127.0.0.1:9",
                 "Producers": { "p": { "MaxBlock": "forever", "Retry": { "MaxRetryAttempts": "many" } } },
-                "Consumers": { "c": { "GroupId": "g", "Topics": [ "t" ], "OnError": "Explode", "Ordering": "Sequential" } }
+                "Consumers": { "c": { "GroupId": "g", "Topics": [ "t" ], "OnError": "Explode", "Ordering": "Sequential", "OnErorr": "Skip" } },
+                "Topics": { "audit": { "Parts": 3 } }
               }
             }
             """)));
@@ -224,6 +225,8 @@ public sealed class KafkaKitOptionsValidatorTests
             Assert.That(e.Message, Does.Contain("'KafkaKit:Producers:p:Retry:MaxRetryAttempts=many' is not a valid Int32"));
             Assert.That(e.Message, Does.Contain("'KafkaKit:Consumers:c:OnError=Explode' is not a valid ConsumerErrorAction: use one of Stop, DeadLetter, Skip"));
             Assert.That(e.Message, Does.Contain("'KafkaKit:Consumers:c:Ordering=Sequential' is not a valid ConsumerOrdering: use one of Partition, Key, Unordered"));
+            Assert.That(e.Message, Does.Contain("'KafkaKit:Consumers:c:OnErorr' is not a setting of KafkaConsumerOptions: use one of "), "a misspelt option is reported, not ignored");
+            Assert.That(e.Message, Does.Contain("'KafkaKit:Topics:audit:Parts' is not a setting of TopicDeclaration: use one of Config, Partitions, ReplicationFactor, Required"));
         });
     }
 

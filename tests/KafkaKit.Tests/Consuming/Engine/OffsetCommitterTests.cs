@@ -63,6 +63,21 @@ public sealed class OffsetCommitterTests
     }
 
     [Test]
+    public void OnCommitted_FailedFinalCommitOfRevokedPartition_LoggedAsNotCarriedAndCounted()
+    {
+        var logs = new CapturingLoggerFactory();
+        var committer = new OffsetCommitter("test", "group", logs.CreateLogger("KafkaKit.Consumer"));
+        var refused = new Error(ErrorCode.RebalanceInProgress);
+
+        committer.OnCommitted(new CommittedOffsets([new TopicPartitionOffsetError(new TopicPartitionOffset(Partition, 3), refused)], refused), owned: []);
+        committer.OnCommitted(new CommittedOffsets([new TopicPartitionOffsetError(new TopicPartitionOffset(Partition, 4), refused)], refused), owned: [Partition]);
+
+        Assert.That(committer.Failures, Is.EqualTo(2));
+        Assert.That(logs.Lines.Single(l => l.EventId.Id == 2063).Message, Does.EndWith("receive the messages after them again: orders [0] @3"), "revoked: nothing carries it again");
+        Assert.That(logs.Count(2004), Is.EqualTo(1), "still owned: the next commit carries it");
+    }
+
+    [Test]
     public void Commit_NothingStored_NoErrorNotCounted()
     {
         var (client, fake) = FakeConsumerClient.Create();
