@@ -19,14 +19,26 @@ internal sealed class KafkaKitOptionsValidator(KafkaKitRegistry registry) : IVal
         Librdkafka.Check(options.Client, ClientProperties.SharedPlace, problems); // also when no client is registered
         foreach (var producer in registry.Producers.Union(options.Producers.Keys))
         {
-            var own = options.Producers.TryGetValue(producer, out var o) ? o : new KafkaProducerOptions();
-            own.Resolve(producer, options, problems);
+            if (options.Producers.TryGetValue(producer, out var own))
+            {
+                own.Resolve(producer, options, problems);
+            }
+            else if (!registry.IsDroppedByBinder(nameof(KafkaKitOptions.Producers), producer))
+            {
+                new KafkaProducerOptions().Resolve(producer, options, problems);
+            }
         }
 
         foreach (var consumer in registry.Consumers.Union(options.Consumers.Keys))
         {
-            var own = options.Consumers.TryGetValue(consumer, out var o) ? o : new KafkaConsumerOptions();
-            own.Resolve(consumer, options, problems);
+            if (options.Consumers.TryGetValue(consumer, out var own))
+            {
+                own.Resolve(consumer, options, problems);
+            }
+            else if (!registry.IsDroppedByBinder(nameof(KafkaKitOptions.Consumers), consumer))
+            {
+                new KafkaConsumerOptions().Resolve(consumer, options, problems);
+            }
         }
 
         foreach (var (topic, declaration) in options.Topics)

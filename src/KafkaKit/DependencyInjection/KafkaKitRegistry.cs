@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Configuration;
+
 namespace KafkaKit.DependencyInjection;
 
 /// <summary>The names registered through <see cref="KafkaKitBuilder"/> (one per service collection), for validation.</summary>
@@ -9,6 +11,17 @@ internal sealed class KafkaKitRegistry
     public IReadOnlyCollection<string> Producers => _producers;
 
     public IReadOnlyCollection<string> Consumers => _consumers;
+
+    /// <summary>Gets or sets the configuration section KafkaKit's options are bound from, when they are.</summary>
+    public IConfiguration? Configuration { get; set; }
+
+    /// <summary>
+    /// Gets whether the configuration has an entry <c>section:name</c> that the binder left out of the options: it drops a
+    /// whole dictionary entry when one of its values does not convert, and <see cref="ConfigurationBindingValidator"/>
+    /// names that value. Validating the defaults in its place would only add unrelated problems.
+    /// </summary>
+    public bool IsDroppedByBinder(string section, string name) =>
+        Configuration?.GetSection(section).GetSection(name).Exists() == true;
 
     public void AddProducer(string name)
     {

@@ -23,6 +23,7 @@ public static class KafkaKitServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         var builder = services.AddKafkaKitCore();
         services.AddOptions<KafkaKitOptions>().Bind(configuration);
+        builder.Registry.Configuration = configuration;
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KafkaKitOptions>>(new ConfigurationBindingValidator(configuration)));
         return builder;
     }

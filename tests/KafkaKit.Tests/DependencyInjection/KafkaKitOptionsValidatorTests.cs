@@ -214,7 +214,9 @@ public sealed class KafkaKitOptionsValidatorTests
             }
             """)));
         builder.Services.AddLogging();
-        builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit")).AddProducer<string, string>("p");
+        builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit"))
+            .AddProducer<string, string>("p")
+            .AddConsumer<string, string, RecordingHandler>("c");
         using var host = builder.Build();
 
         var e = Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
@@ -227,6 +229,8 @@ public sealed class KafkaKitOptionsValidatorTests
             Assert.That(e.Message, Does.Contain("'KafkaKit:Consumers:c:Ordering=Sequential' is not a valid ConsumerOrdering: use one of Partition, Key, Unordered"));
             Assert.That(e.Message, Does.Contain("'KafkaKit:Consumers:c:OnErorr' is not a setting of KafkaConsumerOptions: use one of "), "a misspelt option is reported, not ignored");
             Assert.That(e.Message, Does.Contain("'KafkaKit:Topics:audit:Parts' is not a setting of TopicDeclaration: use one of Config, Partitions, ReplicationFactor, Required"));
+            Assert.That(e.Message, Does.Not.Contain("GroupId is not set").And.Not.Contain("Topics is empty"),
+                "the entry the binder dropped is not validated as if it had no settings (its GroupId and Topics are set)");
         });
     }
 

@@ -89,10 +89,12 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         }
         catch (Exception e)
         {
-            // the whole batch failed after retries: the error policy for each message, in order (Stop: nothing of it done)
+            // the whole batch failed after retries: the error policy for each message, in order (Stop: nothing of it done);
+            // the exception is logged once, with the first message
             for (var i = 0; i < batch.Count; i++)
             {
-                if (!await FailAsync(raw[i], e, "batch handler", cancellationToken).ConfigureAwait(false))
+                var stage = i == 0 ? "batch handler" : $"batch handler, the error logged with @{raw[0].Offset.Value}";
+                if (!await FailAsync(raw[i], e, stage, cancellationToken, logException: i == 0).ConfigureAwait(false))
                 {
                     return (Done(raw, offsets, 0, i, false), 0);
                 }

@@ -194,10 +194,17 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         return Typed(raw, key, value);
     }
 
-    private async ValueTask<bool> FailAsync(ConsumeResult<byte[]?, byte[]?> raw, Exception error, string stage, CancellationToken cancellationToken)
+    /// <summary>Applies the error policy to a message that failed at <paramref name="stage"/>; returns whether the worker goes on.</summary>
+    /// <param name="raw">The message.</param>
+    /// <param name="error">Why it failed.</param>
+    /// <param name="stage">Where it failed, for the log line.</param>
+    /// <param name="cancellationToken">Cancelled when the partition is revoked or the consumer stops.</param>
+    /// <param name="logException">Whether the log line carries the exception; false for the later messages of a batch that failed as a whole (the first one's line has it).</param>
+    /// <returns>True when the message is done (skipped, dead-lettered or handed to a retry topic); false when the consumer stops.</returns>
+    private async ValueTask<bool> FailAsync(ConsumeResult<byte[]?, byte[]?> raw, Exception error, string stage, CancellationToken cancellationToken, bool logException = true)
     {
         var action = _options.OnError;
-        ConsumerLog.MessageFailed(_logger, action == ConsumerErrorAction.Stop ? null : error, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, stage, action);
+        ConsumerLog.MessageFailed(_logger, action == ConsumerErrorAction.Stop || !logException ? null : error, _name, raw.Topic, raw.Partition.Value, raw.Offset.Value, stage, action);
         KafkaKitMetrics.HandlerErrors.Add(1, new KeyValuePair<string, object?>("kafkakit.action", action.ToString()), new KeyValuePair<string, object?>("messaging.destination.name", raw.Topic));
         switch (action)
         {

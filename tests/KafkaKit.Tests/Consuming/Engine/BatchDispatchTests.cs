@@ -146,6 +146,9 @@ public sealed class BatchDispatchTests
         {
             Assert.That(outcome, Is.EqualTo(new BatchOutcome(3, true)));
             Assert.That(test.Logs.Lines.Count(l => l.EventId.Id == 2008), Is.EqualTo(3), "the policy applies to every message of the batch");
+            Assert.That(test.Logs.Lines.Where(l => l.EventId.Id == 2008).Select(l => l.Exception?.Message), Is.EqualTo(new[] { "boom", null, null }),
+                "the exception (with its stack) is logged once, with the first message");
+            Assert.That(test.Logs.Lines.Where(l => l.EventId.Id == 2008).Last().Message, Does.Contain("@2 failed (batch handler, the error logged with @0); action Skip"));
             Assert.That(test.Offsets.Committable, Is.EqualTo(3));
         });
     }
