@@ -32,11 +32,16 @@ public sealed class GroupProtocolRebalanceTimeTests
         }
 
         TestContext.Out.WriteLine($"{protocol}: join {Format(joins)}; leave {Format(leaves)}");
+
+        // Each run is bounded by its waits (30 s). The medians are asserted, not every run: a classic rebalance on the
+        // embedded cluster lasts whole rounds of session.timeout.ms - 1 s (5 s), and on a loaded machine a member's
+        // JoinGroup now and then reaches the cluster after a round closed, which adds one round (15.1 s once in a run
+        // with both cores busy). The median still tells the protocols apart: two rounds against well under one.
+        var (roundsToJoin, roundsToLeave) = protocol == GroupProtocol.Classic ? (TimeSpan.FromSeconds(12.5), TimeSpan.FromSeconds(7.5)) : (TimeSpan.FromSeconds(2.5), TimeSpan.FromSeconds(2.5));
         Assert.Multiple(() =>
         {
-            // The embedded cluster's classic rebalance of a non-empty group takes session.timeout.ms - 1 s (5 s).
-            Assert.That(joins, Has.All.LessThan(TimeSpan.FromSeconds(15)), "a join completes within a few rebalance rounds");
-            Assert.That(leaves, Has.All.LessThan(TimeSpan.FromSeconds(15)), "a graceful leave hands everything over within a few rounds");
+            Assert.That(Median(joins), Is.LessThan(roundsToJoin), "a join completes in two rounds (classic cooperative: revoke, then assign) or, under KIP-848, at the next heartbeats");
+            Assert.That(Median(leaves), Is.LessThan(roundsToLeave), "a graceful leave hands everything over in one round or at the next heartbeats");
         });
     }
 
@@ -69,6 +74,8 @@ public sealed class GroupProtocolRebalanceTimeTests
         return (join, clock.Elapsed);
     }
 
+    private static TimeSpan Median(List<TimeSpan> times) => times.Order().ElementAt(times.Count / 2);
+
     private static string Format(List<TimeSpan> times) =>
-        $"{string.Join(", ", times.Select(t => $"{t.TotalSeconds:F2}"))} s (median {times.Order().ElementAt(times.Count / 2).TotalSeconds:F2} s)";
+        $"{string.Join(", ", times.Select(t => $"{t.TotalSeconds:F2}"))} s (median {Median(times).TotalSeconds:F2} s)";
 }
