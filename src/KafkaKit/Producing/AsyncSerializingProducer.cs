@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Confluent.Kafka;
 using KafkaKit.Diagnostics;
 using KafkaKit.Serialization;
@@ -22,6 +23,7 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private long _unavailableSince;
+    private Deadline? _deadline;
 
     public AsyncSerializingProducer(KafkaProducer<TKey, TValue> core, IAsyncSerializer<TKey>? key, IAsyncSerializer<TValue>? value, KafkaProducerOptions options, TimeProvider timeProvider, ILogger logger)
     {
@@ -98,6 +100,7 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
 
     public ValueTask DisposeAsync() => _core.DisposeAsync();
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // awaited once by the caller, as any ValueTask
     private async ValueTask<DeliveryResult<TKey, TValue>> ProduceAfterAsync(ValueTask<Message<TKey, TValue>> serialized, string topic, CancellationToken cancellationToken) =>
         await _core.ProduceAsync(topic, await serialized.ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
 
@@ -146,6 +149,7 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
         return SerializeSlowAsync(key, value, topic, carrier, enqueue, onDelivery, cancellationToken);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // each caller above consumes the ValueTask once
     private async ValueTask<Message<TKey, TValue>> SerializeSlowAsync(Task<byte[]>? key, Task<byte[]>? value, string topic, Message<TKey, TValue> carrier, bool enqueue, Action<DeliveryReport<TKey, TValue>>? onDelivery, CancellationToken cancellationToken)
     {
         var headers = (SerializedHeaders)carrier.Headers;
@@ -164,7 +168,7 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
                 headers.ValueBytes = value is null ? null : await BoundedAsync(value, left, cancellationToken).ConfigureAwait(false);
                 break;
             }
-            catch (Exception e) when (e is SerializationUnavailableException or TimeoutException)
+            catch (Exception e) when (e is SerializationUnavailableException or TimeoutException || IsDeadline(e, component == MessageComponentType.Key ? key : value, cancellationToken))
             {
                 var unavailable = e as SerializationUnavailableException ?? Abandoned(key, value, e);
                 Interlocked.CompareExchange(ref _unavailableSince, _timeProvider.GetUtcNow().UtcTicks, 0);
@@ -216,8 +220,41 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
     /// The serializer's task bounded by what is left of MaxBlock (a <see cref="TimeoutException"/> when it runs out); the
     /// task itself when it has completed. No state machine of its own: awaited directly by the serialization loop.
     /// </summary>
+    /// <remarks>
+    /// With a token that can be cancelled the bound is a timer of this call's own. Without one (the usual case) the call
+    /// waits on a token shared by every call whose bound ends in the same <see cref="DeadlineStep"/>: one timer per step
+    /// instead of one per message, which cost a fifth of an awaited Avro produce's throughput. The bound then ends up to
+    /// one step after MaxBlock.
+    /// </remarks>
     private Task<byte[]> BoundedAsync(Task<byte[]> serializing, TimeSpan left, CancellationToken cancellationToken) =>
-        serializing.IsCompleted ? serializing : serializing.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken);
+        serializing.IsCompleted ? serializing
+        : cancellationToken.CanBeCanceled ? serializing.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken)
+        : serializing.WaitAsync(SharedDeadline(left));
+
+    /// <summary>The granularity of the shared deadlines of <see cref="BoundedAsync"/>.</summary>
+    internal static readonly TimeSpan DeadlineStep = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>A token cancelled when <paramref name="left"/> has passed, rounded up to the next <see cref="DeadlineStep"/>, shared by the calls whose bound ends in that step.</summary>
+    private CancellationToken SharedDeadline(TimeSpan left)
+    {
+        var now = _timeProvider.GetTimestamp();
+        var step = (long)(DeadlineStep.TotalSeconds * _timeProvider.TimestampFrequency);
+        var at = (now + (long)(Math.Max(left.TotalSeconds, 0) * _timeProvider.TimestampFrequency) + step) / step * step;
+        var deadline = Volatile.Read(ref _deadline);
+        if (deadline?.At != at)
+        {
+            // Not disposed: its timer holds it until it fires (at most MaxBlock plus a step), then nothing does. Two
+            // callers racing here make one more token of the same step, which is harmless.
+            deadline = new Deadline(at, new CancellationTokenSource(_timeProvider.GetElapsedTime(now, at), _timeProvider));
+            Volatile.Write(ref _deadline, deadline);
+        }
+
+        return deadline.Source.Token;
+    }
+
+    /// <summary>Whether <paramref name="e"/> is the shared deadline of <see cref="BoundedAsync"/> ending the wait for <paramref name="awaited"/> (which has not completed), not the caller's cancellation or the serializer's own.</summary>
+    private static bool IsDeadline(Exception e, Task<byte[]>? awaited, CancellationToken cancellationToken) =>
+        e is OperationCanceledException && !cancellationToken.CanBeCanceled && awaited is { IsCompleted: false };
 
     /// <summary>Observes the abandoned calls' outcomes (a late failure is not an unobserved task exception) and says why they were abandoned.</summary>
     private SerializationUnavailableException Abandoned(Task<byte[]>? key, Task<byte[]>? value, Exception timeout)
@@ -246,4 +283,6 @@ internal sealed class AsyncSerializingProducer<TKey, TValue> : IKafkaProducer<TK
                 new Error(component == MessageComponentType.Key ? ErrorCode.Local_KeySerialization : ErrorCode.Local_ValueSerialization, $"The {component.ToString().ToLowerInvariant()} could not be serialized for topic '{topic}': {e.Message}"),
                 new DeliveryResult<TKey, TValue> { Topic = topic, Message = message, Status = PersistenceStatus.NotPersisted },
                 e);
+
+    private sealed record Deadline(long At, CancellationTokenSource Source);
 }
