@@ -69,7 +69,9 @@ internal static class ExactlyOnceKit
             .SetLoggerFactory(logs)
             .SetPartitionsAssignedHandler(partitions =>
             {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 var next = ReadOutput(bootstrap, Partitions(bootstrap), calls).NextSourceOffsets;
+                calls.LookedUpStart(System.Diagnostics.Stopwatch.GetElapsedTime(started));
                 return partitions.Select(p => new TopicPartitionOffset(p, next.TryGetValue(p.Partition.Value, out var offset) ? offset : Offset.Beginning)).ToList();
             })
             .SetTransactionalHandler(async (result, transaction, ct) =>
@@ -238,6 +240,7 @@ internal sealed class HandlerCalls(string instanceMarker = "")
     private readonly ConcurrentDictionary<string, int> _calls = new();
     private readonly ConcurrentDictionary<(string Instance, long Transaction), bool> _committed = new();
     private int _instances;
+    private long _startLookupTicks;
 
     /// <summary>Gets or sets a callback told every committed transaction (instance, number), on the committing thread.</summary>
     public Action<string, long>? OnCommitted { get; set; }
@@ -249,6 +252,11 @@ internal sealed class HandlerCalls(string instanceMarker = "")
         _committed[(instance, transaction)] = true;
         OnCommitted?.Invoke(instance, transaction);
     }
+
+    /// <summary>Gets the time the members' assigned callbacks spent reading the output for their start offsets (the stand-in for the committed offsets).</summary>
+    public TimeSpan StartLookups => TimeSpan.FromTicks(Interlocked.Read(ref _startLookupTicks));
+
+    public void LookedUpStart(TimeSpan took) => Interlocked.Add(ref _startLookupTicks, took.Ticks);
 
     /// <summary>Gets how many transactions were committed.</summary>
     public int Transactions => _committed.Count;
