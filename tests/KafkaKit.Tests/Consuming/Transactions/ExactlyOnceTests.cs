@@ -236,14 +236,14 @@ public sealed class ExactlyOnceTests
         try
         {
             // The handler hangs after producing its 300th output, ignoring its token: the open transaction cannot commit.
-            var crashing = Member("m", Options(cluster, "eos-crash"), logs, calls, (_, _) => calls.Of("m") == 300 ? hang.Task : Task.CompletedTask);
-            await crashing.StartAsync();
+            var stopping = Member("m", Options(cluster, "eos-crash"), logs, calls, (_, _) => calls.Of("m") == 300 ? hang.Task : Task.CompletedTask);
+            await stopping.StartAsync();
             await Wait.ForAsync(() => calls.Of("m") >= 300, TimeSpan.FromSeconds(30), "the member handles until it hangs");
-            await crashing.StopAsync(new CancellationToken(canceled: true));
-            await crashing.WhenStoppedAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            await stopping.StopAsync(new CancellationToken(canceled: true));
+            await stopping.WhenStoppedAsync().WaitAsync(TimeSpan.FromSeconds(30));
 
             var stopLines = logs.Lines.Where(l => l.EventId.Id == FinishedAtStop).Select(l => l.Message).ToList();
-            var (stoppedState, aborts) = (crashing.State, crashing.Transactions!.Aborts);
+            var (stoppedState, aborts) = (stopping.State, stopping.Transactions!.Aborts);
 
             // Its replacement (same transactional.id) starts from the last commit.
             await using var replacement = Member("m", Options(cluster, "eos-crash"), logs, calls);
@@ -259,7 +259,7 @@ public sealed class ExactlyOnceTests
             {
                 Assert.That(aborts, Is.EqualTo(1), "the stop aborted the open transaction");
                 Assert.That(stopLines, Has.Count.EqualTo(1).And.All.Contain("final transaction aborted at stop"), "event 2306");
-                Assert.That(stoppedState, Is.EqualTo(KafkaConsumerState.Stopped), () => $"stopped without a fault ({crashing.Fault?.Message})");
+                Assert.That(stoppedState, Is.EqualTo(KafkaConsumerState.Stopped), () => $"stopped without a fault ({stopping.Fault?.Message})");
             });
         }
         finally
