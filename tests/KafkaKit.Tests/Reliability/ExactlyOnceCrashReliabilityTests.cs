@@ -130,6 +130,7 @@ public sealed class ExactlyOnceCrashReliabilityTests
         Assert.Multiple(() =>
         {
             Assert.That(killedTransactions, Is.GreaterThan(0), "the killed member had committed transactions");
+            Assert.That(killed.Faults, Is.Empty, "the killed member had not faulted before the kill");
             Assert.That(openBeforeKill, Is.GreaterThan(0), "the killed member's open transaction held output in the log");
             Assert.That(openOutputs, Is.GreaterThanOrEqualTo(openBeforeKill), "the killed transaction's outputs stay in the log and are never counted as committed");
             Assert.That(
