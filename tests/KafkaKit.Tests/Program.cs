@@ -6,7 +6,8 @@ namespace KafkaKit.Tests;
 
 /// <summary>
 /// The test assembly's entry point (the test runner does not use it): with <see cref="MemberProcess.Verb"/> it runs a
-/// consumer-group member in a process of its own, which a reliability scenario can kill; with
+/// consumer-group member in a process of its own, which a reliability scenario can kill (with
+/// <see cref="MemberProcess.TransactionalVerb"/> an exactly-once one); with
 /// <see cref="HostedConsumerProcess.Verb"/> a host whose consumer faults; with <see cref="LibrdkafkaChild.Verb"/> it lets
 /// Confluent.Kafka load librdkafka before KafkaKit does.
 /// </summary>
@@ -15,6 +16,7 @@ internal static class Program
     public static Task<int> Main(string[] args) => args switch
     {
         [MemberProcess.Verb, .. var rest] => MemberProcess.RunAsync(rest),
+        [MemberProcess.TransactionalVerb, .. var rest] => MemberProcess.RunTransactionalAsync(rest),
         [HostedConsumerProcess.Verb, .. var rest] => HostedConsumerProcess.RunAsync(rest),
         [LibrdkafkaChild.Verb] => LibrdkafkaChild.RunAsync(),
         _ => Task.FromResult(0),

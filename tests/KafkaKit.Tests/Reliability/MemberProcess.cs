@@ -17,7 +17,7 @@ namespace KafkaKit.Tests.Reliability;
 /// <c>assigned {partitions}</c>, and <c>fault {message}</c> if the consumer stops on an error. It ends when its
 /// standard input closes (the test process is gone) or when killed.
 /// </remarks>
-internal sealed class MemberProcess : IAsyncDisposable
+internal sealed partial class MemberProcess : IAsyncDisposable
 {
     /// <summary>The first argument that makes the test assembly run a member instead of returning.</summary>
     public const string Verb = "reliability-member";
@@ -27,6 +27,8 @@ internal sealed class MemberProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _faults = new();
     private readonly ConcurrentQueue<string> _errors = new();
+    private readonly TaskCompletionSource<string> _hung = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Action<string, long>? _onCommitted;
     private long _handled;
     private int _assignments;
 
@@ -57,7 +59,11 @@ internal sealed class MemberProcess : IAsyncDisposable
     /// <param name="topic">The topic.</param>
     /// <param name="strategy">The assignment strategy.</param>
     /// <param name="onHandled">Told of every handled message's key, on a thread-pool thread.</param>
-    public static MemberProcess Start(string name, string bootstrapServers, string group, string topic, PartitionAssignmentStrategy strategy, Action<string> onHandled)
+    public static MemberProcess Start(string name, string bootstrapServers, string group, string topic, PartitionAssignmentStrategy strategy, Action<string> onHandled) =>
+        Start(name, [Verb, name, bootstrapServers, group, topic, strategy.ToString()], onHandled);
+
+    /// <summary>Starts the test assembly as a process with <paramref name="arguments"/> (a verb and its arguments).</summary>
+    private static MemberProcess Start(string name, string[] arguments, Action<string> onHandled, Action<string, long>? onCommitted = null)
     {
         var info = new ProcessStartInfo(DotnetHost())
         {
@@ -66,13 +72,13 @@ internal sealed class MemberProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in (string[])["exec", typeof(MemberProcess).Assembly.Location, Verb, name, bootstrapServers, group, topic, strategy.ToString()])
+        foreach (var argument in (string[])["exec", typeof(MemberProcess).Assembly.Location, .. arguments])
         {
             info.ArgumentList.Add(argument);
         }
 
         var process = new Process { StartInfo = info };
-        var member = new MemberProcess(name, process);
+        var member = new MemberProcess(name, process) { _onCommitted = onCommitted };
         process.OutputDataReceived += (_, e) => member.OnLine(e.Data, onHandled);
         process.ErrorDataReceived += (_, e) =>
         {
@@ -128,7 +134,12 @@ internal sealed class MemberProcess : IAsyncDisposable
             })
             .Build();
         await consumer.StartAsync();
+        return await RunUntilInputClosesAsync(consumer, output);
+    }
 
+    /// <summary>Runs until standard input closes, or reports the consumer's fault and returns 1.</summary>
+    private static async Task<int> RunUntilInputClosesAsync(KafkaConsumer<string, string> consumer, TextWriter output)
+    {
         var inputClosed = Task.Run(async () =>
         {
             while (await Console.In.ReadLineAsync() is not null)
@@ -193,6 +204,15 @@ internal sealed class MemberProcess : IAsyncDisposable
         else if (line.StartsWith("assigned ", StringComparison.Ordinal))
         {
             Interlocked.Increment(ref _assignments);
+        }
+        else if (line.StartsWith("committed ", StringComparison.Ordinal) && _onCommitted is not null)
+        {
+            var parts = line.Split(' ');
+            _onCommitted(parts[1], long.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        else if (line.StartsWith("open ", StringComparison.Ordinal))
+        {
+            _hung.TrySetResult(line["open ".Length..]);
         }
         else if (line.StartsWith("fault ", StringComparison.Ordinal))
         {

@@ -37,9 +37,12 @@ internal sealed partial class TransactionCoordinator
 
         lock (_gate)
         {
-            if (_active > 0)
+            if (_active > 0 && rewind)
             {
                 // A handler ignores its cancelled token and may still produce: a new transaction could take its output.
+                // At the stop (no rewind) no transaction follows, and librdkafka refuses a produce outside a transaction
+                // (Local_State), so the abort goes ahead: left open, the transaction would hold back read_committed
+                // readers of its output partitions until transaction.timeout.ms.
                 Unusable("AbortTransaction", $"{_active} handler calls did not end after cancellation");
                 return;
             }

@@ -69,7 +69,9 @@ internal static class ExactlyOnceKit
             .SetLoggerFactory(logs)
             .SetPartitionsAssignedHandler(partitions =>
             {
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 var next = ReadOutput(bootstrap, Partitions(bootstrap), calls).NextSourceOffsets;
+                calls.LookedUpStart(System.Diagnostics.Stopwatch.GetElapsedTime(started));
                 return partitions.Select(p => new TopicPartitionOffset(p, next.TryGetValue(p.Partition.Value, out var offset) ? offset : Offset.Beginning)).ToList();
             })
             .SetTransactionalHandler(async (result, transaction, ct) =>
@@ -232,15 +234,32 @@ internal sealed record Tally(int Inputs, int Outputs, int Duplicates, int Lost, 
 /// carries its instance and transaction number; it counts as committed once that transaction's CommitTransaction
 /// succeeded). On a real broker the read_committed reader alone gives the same view.
 /// </summary>
-internal sealed class HandlerCalls
+/// <param name="instanceMarker">Put in the instance names this ledger gives out (<c>{member}#{marker}{n}</c>), so the instances of a member process and of the test process differ.</param>
+internal sealed class HandlerCalls(string instanceMarker = "")
 {
     private readonly ConcurrentDictionary<string, int> _calls = new();
     private readonly ConcurrentDictionary<(string Instance, long Transaction), bool> _committed = new();
     private int _instances;
+    private long _startLookupTicks;
 
-    public string NewInstance(string member) => $"{member}#{Interlocked.Increment(ref _instances)}";
+    /// <summary>Gets or sets a callback told every committed transaction (instance, number), on the committing thread.</summary>
+    public Action<string, long>? OnCommitted { get; set; }
 
-    public void Committed(string instance, long transaction) => _committed[(instance, transaction)] = true;
+    public string NewInstance(string member) => $"{member}#{instanceMarker}{Interlocked.Increment(ref _instances)}";
+
+    public void Committed(string instance, long transaction)
+    {
+        _committed[(instance, transaction)] = true;
+        OnCommitted?.Invoke(instance, transaction);
+    }
+
+    /// <summary>Gets the time the members' assigned callbacks spent reading the output for their start offsets (the stand-in for the committed offsets).</summary>
+    public TimeSpan StartLookups => TimeSpan.FromTicks(Interlocked.Read(ref _startLookupTicks));
+
+    public void LookedUpStart(TimeSpan took) => Interlocked.Add(ref _startLookupTicks, took.Ticks);
+
+    /// <summary>Gets how many transactions were committed.</summary>
+    public int Transactions => _committed.Count;
 
     public bool IsCommitted(string instance, long transaction) => _committed.ContainsKey((instance, transaction));
 

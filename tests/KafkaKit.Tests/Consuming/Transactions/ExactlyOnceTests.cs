@@ -18,6 +18,7 @@ public sealed class ExactlyOnceTests
     private const int Committed = 2301;
     private const int Aborted = 2302;
     private const int Unusable = 2304;
+    private const int FinishedAtStop = 2306;
 
     [Test]
     [CancelAfter(90_000)]
@@ -216,9 +217,15 @@ public sealed class ExactlyOnceTests
         Assert.That(faulted ? a.Fault!.Message : "", faulted ? Does.Contain("can no longer be used") : Is.Empty, "a stop, if any, is the transactional producer's fault");
     }
 
+    /// <summary>
+    /// A member is stopped (its stop token cancelled) while a handler call hangs after producing, ignoring its token: the
+    /// stop aborts the open transaction (no transaction follows it, and librdkafka refuses a produce outside one), so
+    /// read_committed readers are not held back until transaction.timeout.ms, and stops without a fault. The kill of a
+    /// member process mid-transaction, where nothing of the stop runs, is <c>Reliability/ExactlyOnceCrashReliabilityTests</c>.
+    /// </summary>
     [Test]
     [CancelAfter(150_000)]
-    public async Task Crash_MemberAbandonedMidTransaction_OpenTransactionNeverCommittedAndOutputExactlyOnce()
+    public async Task Stop_HandlerHungAfterProducing_OpenTransactionAbortedAndOutputExactlyOnce()
     {
         await using var cluster = EmbeddedKafkaCluster.Start();
         CreateTopics(cluster, Partitions);
@@ -228,18 +235,17 @@ public sealed class ExactlyOnceTests
         var hang = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         try
         {
-            // The handler hangs after producing its 300th output, ignoring its token: the open transaction is never
-            // committed nor aborted by this instance, which is then abandoned (its stop is cut short).
-            var crashing = Member("m", Options(cluster, "eos-crash"), logs, calls, (_, _) => calls.Of("m") == 300 ? hang.Task : Task.CompletedTask);
-            await crashing.StartAsync();
+            // The handler hangs after producing its 300th output, ignoring its token: the open transaction cannot commit.
+            var stopping = Member("m", Options(cluster, "eos-crash"), logs, calls, (_, _) => calls.Of("m") == 300 ? hang.Task : Task.CompletedTask);
+            await stopping.StartAsync();
             await Wait.ForAsync(() => calls.Of("m") >= 300, TimeSpan.FromSeconds(30), "the member handles until it hangs");
-            await crashing.StopAsync(new CancellationToken(canceled: true));
-            await crashing.WhenStoppedAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            await stopping.StopAsync(new CancellationToken(canceled: true));
+            await stopping.WhenStoppedAsync().WaitAsync(TimeSpan.FromSeconds(30));
 
-            // Its replacement (same transactional.id) starts from the last commit. A broker aborts the dangling transaction
-            // when the replacement initializes (same transactional.id) or after transaction.timeout.ms; the embedded
-            // cluster gives the replacement a new producer id and leaves it open, which read_committed readers here do
-            // not wait for (see HandlerCalls).
+            var stopLines = logs.Lines.Where(l => l.EventId.Id == FinishedAtStop).Select(l => l.Message).ToList();
+            var (stoppedState, aborts) = (stopping.State, stopping.Transactions!.Aborts);
+
+            // Its replacement (same transactional.id) starts from the last commit.
             await using var replacement = Member("m", Options(cluster, "eos-crash"), logs, calls);
             await replacement.StartAsync();
             var inputs = (int)await input.StopAsync();
@@ -247,8 +253,14 @@ public sealed class ExactlyOnceTests
             await replacement.StopAsync();
 
             var committed = Count(cluster, inputs, calls);
-            Row("member abandoned mid-transaction, replaced", committed, Count(cluster, inputs, null), $"crashed member state {crashing.State}");
+            Row("member stopped with a handler hung after producing, replaced", committed, Count(cluster, inputs, null), $"stopped member state {stoppedState}, aborts {aborts}");
             committed.AssertExactlyOnce();
+            Assert.Multiple(() =>
+            {
+                Assert.That(aborts, Is.EqualTo(1), "the stop aborted the open transaction");
+                Assert.That(stopLines, Has.Count.EqualTo(1).And.All.Contain("final transaction aborted at stop"), "event 2306");
+                Assert.That(stoppedState, Is.EqualTo(KafkaConsumerState.Stopped), () => $"stopped without a fault ({stopping.Fault?.Message})");
+            });
         }
         finally
         {
