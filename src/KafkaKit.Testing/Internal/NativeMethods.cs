@@ -76,4 +76,22 @@ internal static partial class NativeMethods
 
     [LibraryImport(Library)]
     internal static partial IntPtr rd_kafka_err2str(int err);
+
+    [LibraryImport(Library)]
+    internal static partial int rd_kafka_mock_set_apiversion(IntPtr mcluster, short apiKey, short minVersion, short maxVersion);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_record_lock_duration(IntPtr mcluster, int lockDurationMs);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_max_delivery_attempts(IntPtr mcluster, int maxAttempts);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_session_timeout(IntPtr mcluster, int sessionTimeoutMs);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_heartbeat_interval(IntPtr mcluster, int heartbeatIntervalMs);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_auto_offset_reset(IntPtr mcluster, int autoOffsetReset);
 }
