@@ -377,6 +377,91 @@ public sealed class EmbeddedKafkaCluster : IDisposable, IAsyncDisposable
         }, "configure share groups");
     }
 
+    /// <summary>Gets the member ids of a share group, as the cluster knows them.</summary>
+    /// <param name="groupId">The share group id.</param>
+    /// <returns>The member ids; empty when the group has no member or does not exist yet.</returns>
+    /// <exception cref="ArgumentException"><paramref name="groupId"/> is null or empty.</exception>
+    /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
+    public IReadOnlyList<string> GetShareGroupMembers(string groupId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(groupId);
+        var members = new List<string>();
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_cluster == IntPtr.Zero, this);
+            if (NativeMethods.rd_kafka_mock_sharegroup_get_member_ids(_cluster, groupId, out var ids, out var count) != 0 || ids == IntPtr.Zero)
+            {
+                return members;
+            }
+
+            for (var i = 0; i < (int)count; i++)
+            {
+                var id = Marshal.ReadIntPtr(ids, i * IntPtr.Size);
+                members.Add(Marshal.PtrToStringUTF8(id) ?? string.Empty);
+                NativeMethods.rd_kafka_mem_free(IntPtr.Zero, id);
+            }
+
+            NativeMethods.rd_kafka_mem_free(IntPtr.Zero, ids);
+        }
+
+        return members;
+    }
+
+    /// <summary>
+    /// Assigns every partition of <paramref name="topic"/> to every current member of a share group, as a broker's
+    /// share-group assignor does when a group has more members than partitions (KIP-932: members then share
+    /// partitions). The embedded cluster's own assignment gives each partition to one member only, so without this call
+    /// extra members of a share group on a topic with few partitions get nothing. After it the group's assignment is
+    /// manual: members that join later get nothing until it is called again. Members learn of it with their next heartbeat.
+    /// </summary>
+    /// <param name="groupId">The share group id.</param>
+    /// <param name="topic">The topic.</param>
+    /// <param name="partitions">The topic's partition count, 1 or more.</param>
+    /// <returns>The members assigned.</returns>
+    /// <exception cref="ArgumentException"><paramref name="groupId"/> or <paramref name="topic"/> is null or empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="partitions"/> is less than 1.</exception>
+    /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
+    public IReadOnlyList<string> ShareAllPartitionsWithEveryMember(string groupId, string topic, int partitions = 1)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        ArgumentOutOfRangeException.ThrowIfLessThan(partitions, 1);
+        var members = GetShareGroupMembers(groupId);
+        var ids = new IntPtr[members.Count];
+        var lists = new IntPtr[members.Count];
+        try
+        {
+            for (var i = 0; i < members.Count; i++)
+            {
+                ids[i] = Marshal.StringToCoTaskMemUTF8(members[i]);
+                lists[i] = NativeMethods.rd_kafka_topic_partition_list_new(partitions);
+                for (var p = 0; p < partitions; p++)
+                {
+                    NativeMethods.rd_kafka_topic_partition_list_add(lists[i], topic, p);
+                }
+            }
+
+            Invoke(c =>
+            {
+                NativeMethods.rd_kafka_mock_sharegroup_target_assignment(c, groupId, ids, lists, (UIntPtr)members.Count);
+                return 0;
+            }, $"assign share group '{groupId}'");
+        }
+        finally
+        {
+            foreach (var id in ids)
+            {
+                Marshal.FreeCoTaskMem(id);
+            }
+
+            foreach (var list in lists.Where(l => l != IntPtr.Zero))
+            {
+                NativeMethods.rd_kafka_topic_partition_list_destroy(list);
+            }
+        }
+
+        return members;
+    }
+
     private static int PositiveMilliseconds(TimeSpan value, string name) =>
         value >= TimeSpan.FromMilliseconds(1) && value.TotalMilliseconds <= int.MaxValue
             ? (int)value.TotalMilliseconds
