@@ -25,11 +25,13 @@ public sealed class KafkaShareConsumerTests
     {
         const int Records = 10_000;
         await using var cluster = ShareTestKit.Cluster();
+        using var producer = ShareTestKit.Producer(cluster);
         var rates = new Dictionary<int, double>();
         ShareLedger? three = null;
         foreach (var members in new[] { 1, 2, 3 })
         {
-            var (ledger, elapsed, refused) = await RunAsync(cluster, members, Records);
+            var (ledger, elapsed, logs) = await RunAsync(cluster, producer, members, Records); // returns once the members stopped
+            var refused = RefusedAcknowledgements(logs);
             rates[members] = Records / elapsed.TotalSeconds;
             var twice = ledger.Accepted.Values.Count(n => n > 1);
             TestContext.Out.WriteLine($"{members} member(s): {Records} records in {elapsed.TotalMilliseconds:F0} ms = {rates[members]:F0} records/s; per member: {string.Join(", ", ledger.ByMember.OrderBy(m => m.Key).Select(m => $"{m.Key}={m.Value}"))}; accepted twice: {twice}; acknowledgements refused by the cluster: {refused}");
@@ -44,7 +46,7 @@ public sealed class KafkaShareConsumerTests
     }
 
     /// <summary>Starts <paramref name="members"/> share consumers (MaxConcurrency 4, 2 ms handler) and measures how long they take for <paramref name="records"/> records.</summary>
-    private static async Task<(ShareLedger Ledger, TimeSpan Elapsed, int Refused)> RunAsync(EmbeddedKafkaCluster cluster, int members, int records)
+    private static async Task<(ShareLedger Ledger, TimeSpan Elapsed, CapturingLoggerFactory Logs)> RunAsync(EmbeddedKafkaCluster cluster, IProducer<string, string> producer, int members, int records)
     {
         var topic = $"tp{members}";
         cluster.CreateTopic(topic);
@@ -79,17 +81,15 @@ public sealed class KafkaShareConsumerTests
             var warm = 0;
             await Wait.ForAsync(() =>
             {
-                ShareTestKit.Produce(cluster, topic, members, "warm", warm);
+                ShareTestKit.Produce(producer, topic, members, "warm", warm);
                 warm += members;
                 return consumers.All(c => c.Accepted > 0);
             }, TimeSpan.FromSeconds(30), "every member accepted a warm-up record");
 
             var clock = Stopwatch.StartNew();
-            ShareTestKit.Produce(cluster, topic, records);
+            ShareTestKit.Produce(producer, topic, records);
             await Wait.ForAsync(() => ledger.Total >= records, TimeSpan.FromSeconds(60), () => $"{records} records handled; {ledger.Total} so far");
-            var elapsed = clock.Elapsed;
-            await Wait.UntilAsync(() => false, TimeSpan.FromMilliseconds(500)); // redeliveries after a refused acknowledgement arrive at once
-            return (ledger, elapsed, RefusedAcknowledgements(logs));
+            return (ledger, clock.Elapsed, logs);
         }
         finally
         {
@@ -111,8 +111,9 @@ public sealed class KafkaShareConsumerTests
     {
         await using var cluster = ShareTestKit.Cluster(maxDeliveryAttempts: 3);
         cluster.CreateTopic("poison");
-        ShareTestKit.Produce(cluster, "poison", 1, "poison");
-        ShareTestKit.Produce(cluster, "poison", 500, from: 1);
+        using var producer = ShareTestKit.Producer(cluster);
+        ShareTestKit.Produce(producer, "poison", 1, "poison");
+        ShareTestKit.Produce(producer, "poison", 500, from: 1);
         var options = ShareTestKit.Options(cluster, "poison-group", "poison", maxConcurrency: 8);
         options.MaxDeliveryAttempts = 3;
         options.Config["max.poll.records"] = "50";
@@ -171,7 +172,8 @@ public sealed class KafkaShareConsumerTests
         var lockDuration = TimeSpan.FromSeconds(30);
         await using var cluster = ShareTestKit.Cluster(lockDuration);
         cluster.CreateTopic("stop");
-        ShareTestKit.Produce(cluster, "stop", 20);
+        using var producer = ShareTestKit.Producer(cluster);
+        ShareTestKit.Produce(producer, "stop", 20);
         var optionsA = ShareTestKit.Options(cluster, "stop-group", "stop", maxConcurrency: 4);
         optionsA.ShutdownTimeout = TimeSpan.FromMilliseconds(500);
         var running = 0;
@@ -211,6 +213,74 @@ public sealed class KafkaShareConsumerTests
             Assert.That(takeover, Is.LessThan(lockDuration / 3), "redelivered well before the lock would have expired");
         });
         await a.DisposeAsync();
+    }
+
+    /// <summary>
+    /// A member process dies (killed) or hangs (SIGSTOP: its connections stay open) while it holds records. Hung: its
+    /// records come back to the survivor when their locks expire (the record lock duration). Killed: the embedded cluster
+    /// closes the share sessions of a broker when a connection to it closes and releases their records at once, so they
+    /// come back promptly. Nothing is lost either way.
+    /// </summary>
+    [Test]
+    [CancelAfter(120_000)]
+    public async Task MemberProcessKilledOrHung_ItsLockedRecordsAreRedeliveredToTheSurvivor([Values] bool hung)
+    {
+        var lockDuration = TimeSpan.FromSeconds(5);
+        await using var cluster = ShareTestKit.Cluster(lockDuration);
+        cluster.CreateTopic("kill");
+        using var producer = ShareTestKit.Producer(cluster);
+        var clock = Stopwatch.StartNew();
+        var handledAt = new ConcurrentDictionary<string, TimeSpan>();
+        var options = ShareTestKit.Options(cluster, "kill-group", "kill", maxConcurrency: 2);
+        options.Config["max.poll.records"] = "10"; // leaves records for the other member
+        await using var survivor = new KafkaShareConsumerBuilder<string, string>("survivor", options)
+            .SetHandler(async (r, ct) =>
+            {
+                await Task.Delay(5, ct);
+                handledAt.TryAdd(r.Message.Value, clock.Elapsed);
+            })
+            .Build();
+        await survivor.StartAsync();
+
+        // Every client is connected before records are locked: a connection closing on the embedded cluster releases every lock.
+        await using var doomed = ShareMemberProcess.Start("doomed", cluster.BootstrapServers, "kill-group", "kill");
+        await Wait.ForAsync(() => cluster.GetShareGroupMembers("kill-group").Count == 2, TimeSpan.FromSeconds(60), () => $"both members joined; output of the member process: {doomed.Output}");
+        cluster.ShareAllPartitionsWithEveryMember("kill-group", "kill");
+        var records = 0;
+        await Wait.ForAsync(() =>
+        {
+            // Until the member process has the shared assignment (with its next heartbeat) the survivor takes them all.
+            ShareTestKit.Produce(producer, "kill", 50, from: records);
+            records += 50;
+            return doomed.Locked.Count >= 1;
+        }, TimeSpan.FromSeconds(30), () => $"the member process holds records; its output: {doomed.Output}");
+        var failedAt = clock.Elapsed;
+        if (hung)
+        {
+            doomed.Freeze();
+        }
+        else
+        {
+            await doomed.KillAsync();
+        }
+
+        await Wait.ForAsync(() => handledAt.Count == records, TimeSpan.FromSeconds(60), () => $"the survivor handled all {records} records; {handledAt.Count} so far");
+        var held = doomed.Locked.ToList();
+        var back = held.Select(v => handledAt[v] - failedAt).ToList();
+        TestContext.Out.WriteLine($"{(hung ? "hung" : "killed")} member held {held.Count} records in its handlers; the survivor handled them {back.Min().TotalMilliseconds:F0}-{back.Max().TotalMilliseconds:F0} ms after the member {(hung ? "hung" : "was killed")} (record lock duration {lockDuration.TotalSeconds} s)");
+        Assert.Multiple(() =>
+        {
+            Assert.That(handledAt.Keys, Is.EquivalentTo(Enumerable.Range(0, records).Select(i => "v" + i)), "nothing lost");
+            if (hung)
+            {
+                Assert.That(back.Min(), Is.GreaterThan(lockDuration - TimeSpan.FromSeconds(1)), "the hung member's records came back only when their locks expired");
+                Assert.That(back.Max(), Is.LessThan(lockDuration + TimeSpan.FromSeconds(5)), "and promptly then");
+            }
+            else
+            {
+                Assert.That(back.Max(), Is.LessThan(lockDuration), "the killed member's records came back before their locks expired (its connection closed)");
+            }
+        });
     }
 
     [Test]

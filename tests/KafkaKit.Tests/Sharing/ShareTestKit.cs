@@ -28,10 +28,18 @@ internal static class ShareTestKit
         return options;
     }
 
+    /// <summary>
+    /// A producer for a whole test: the embedded cluster closes every share session of a broker (and releases all their
+    /// record locks) whenever any connection to that broker closes (rdkafka_mock_sharegrp.c,
+    /// rd_kafka_mock_sharegrps_node_connection_closed), so a producer disposed while share consumers hold records
+    /// causes redeliveries.
+    /// </summary>
+    public static IProducer<string, string> Producer(EmbeddedKafkaCluster cluster) =>
+        new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = cluster.BootstrapServers, LingerMs = 5 }).Build();
+
     /// <summary>Produces values <c>{prefix}{i}</c> for i in [from, from + count), keyed by i.</summary>
-    public static void Produce(EmbeddedKafkaCluster cluster, string topic, int count, string prefix = "v", int from = 0)
+    public static void Produce(IProducer<string, string> producer, string topic, int count, string prefix = "v", int from = 0)
     {
-        using var producer = new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = cluster.BootstrapServers, LingerMs = 5 }).Build();
         for (var i = from; i < from + count; i++)
         {
             producer.Produce(topic, new Message<string, string> { Key = i.ToString(System.Globalization.CultureInfo.InvariantCulture), Value = prefix + i });
