@@ -29,6 +29,12 @@ internal sealed class KafkaKitOptionsValidator(KafkaKitRegistry registry) : IVal
             own.Resolve(consumer, options, problems);
         }
 
+        foreach (var shareConsumer in registry.ShareConsumers.Union(options.ShareConsumers.Keys))
+        {
+            var own = options.ShareConsumers.TryGetValue(shareConsumer, out var o) ? o : new Sharing.KafkaShareConsumerOptions();
+            own.Resolve(shareConsumer, options, problems);
+        }
+
         foreach (var (topic, declaration) in options.Topics)
         {
             declaration.Validate(topic, problems);

@@ -5,10 +5,13 @@ internal sealed class KafkaKitRegistry
 {
     private readonly HashSet<string> _producers = new(StringComparer.Ordinal);
     private readonly HashSet<string> _consumers = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _shareConsumers = new(StringComparer.Ordinal);
 
     public IReadOnlyCollection<string> Producers => _producers;
 
     public IReadOnlyCollection<string> Consumers => _consumers;
+
+    public IReadOnlyCollection<string> ShareConsumers => _shareConsumers;
 
     public void AddProducer(string name)
     {
@@ -23,6 +26,14 @@ internal sealed class KafkaKitRegistry
         if (!_consumers.Add(name))
         {
             throw new InvalidOperationException($"A KafkaKit consumer named '{name}' is registered already; consumer names must be unique.");
+        }
+    }
+
+    public void AddShareConsumer(string name)
+    {
+        if (!_shareConsumers.Add(name))
+        {
+            throw new InvalidOperationException($"A KafkaKit share consumer named '{name}' is registered already; share consumer names must be unique.");
         }
     }
 }

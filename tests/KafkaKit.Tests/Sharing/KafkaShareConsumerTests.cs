@@ -14,10 +14,11 @@ namespace KafkaKit.Tests.Sharing;
 public sealed class KafkaShareConsumerTests
 {
     /// <summary>
-    /// Three members on one partition share its records. On the embedded cluster a share session is sometimes lost while
-    /// records are acquired (librdkafka then logs SHARE_SESSION_NOT_FOUND and the broker refuses the acknowledgements of
-    /// that session, event 6009): those records are delivered again, so the assertion is "accepted once, except records
-    /// whose acknowledgement the broker refused", never a loss.
+    /// Three members on one partition share its records (the embedded cluster is told to share the partition, as a
+    /// broker does), each record accepted exactly once. Throughput with 1, 2 and 3 members is measured and printed, not
+    /// asserted (it depends on the machine's load); the assertion on sharing is that each of the three handled at least a
+    /// fifth of the records. One producer stays open for the whole test: on the embedded cluster any connection closing
+    /// releases every record lock of the broker (see <see cref="ShareTestKit.Producer"/>).
     /// </summary>
     [Test]
     [CancelAfter(180_000)]
@@ -36,13 +37,12 @@ public sealed class KafkaShareConsumerTests
             var twice = ledger.Accepted.Values.Count(n => n > 1);
             TestContext.Out.WriteLine($"{members} member(s): {Records} records in {elapsed.TotalMilliseconds:F0} ms = {rates[members]:F0} records/s; per member: {string.Join(", ", ledger.ByMember.OrderBy(m => m.Key).Select(m => $"{m.Key}={m.Value}"))}; accepted twice: {twice}; acknowledgements refused by the cluster: {refused}");
             Assert.That(ledger.Total, Is.EqualTo(Records), $"{members} member(s): every record accepted");
-            Assert.That(ledger.Accepted.Values, Has.All.InRange(1, 2), $"{members} member(s): no record accepted more than twice");
-            Assert.That(twice, Is.LessThanOrEqualTo(refused), $"{members} member(s): a record is accepted twice only when the cluster refused its first acknowledgement");
+            Assert.That(ledger.Accepted.Values, Has.All.EqualTo(1), $"{members} member(s): every record accepted exactly once");
             three = ledger;
         }
 
         TestContext.Out.WriteLine($"throughput ratio: 2 members {rates[2] / rates[1]:F2}x, 3 members {rates[3] / rates[1]:F2}x one member");
-        Assert.That(three!.ByMember.Values, Has.Count.EqualTo(3).And.All.GreaterThan(Records / 10), "each of the three members handled at least 10% of the records");
+        Assert.That(three!.ByMember.Values, Has.Count.EqualTo(3).And.All.GreaterThan(Records / 5), "each of the three members handled at least a fifth of the records");
     }
 
     /// <summary>Starts <paramref name="members"/> share consumers (MaxConcurrency 4, 2 ms handler) and measures how long they take for <paramref name="records"/> records.</summary>
