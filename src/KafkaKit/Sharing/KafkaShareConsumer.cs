@@ -194,7 +194,7 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
             ConsumeResult<TKey, TValue> typed;
             try
             {
-                typed = await DeserializeAsync(raw).ConfigureAwait(false);
+                typed = await MessageProcessor<TKey, TValue>.DeserializeOnceAsync(_keyDeserializer, _valueDeserializer, raw).ConfigureAwait(false);
             }
             catch (SerializationUnavailableException e)
             {
@@ -255,26 +255,6 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
             ShareConsumerLog.DeadLetterFailed(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, e.GetType().Name, e.Message);
             return OutcomeKind.Release;
         }
-    }
-
-    private async ValueTask<ConsumeResult<TKey, TValue>> DeserializeAsync(ConsumeResult<byte[]?, byte[]?> raw)
-    {
-        var message = raw.Message;
-        var keyContext = new SerializationContext(MessageComponentType.Key, raw.Topic, message.Headers);
-        var valueContext = new SerializationContext(MessageComponentType.Value, raw.Topic, message.Headers);
-        var key = _keyDeserializer is AsyncDeserializer<TKey> asyncKey
-            ? await asyncKey.Inner.DeserializeAsync(message.Key, message.Key is null, keyContext).ConfigureAwait(false)
-            : _keyDeserializer.Deserialize(message.Key, message.Key is null, keyContext);
-        var value = _valueDeserializer is AsyncDeserializer<TValue> asyncValue
-            ? await asyncValue.Inner.DeserializeAsync(message.Value, message.Value is null, valueContext).ConfigureAwait(false)
-            : _valueDeserializer.Deserialize(message.Value, message.Value is null, valueContext);
-        return new ConsumeResult<TKey, TValue>
-        {
-            Topic = raw.Topic,
-            Partition = raw.Partition,
-            Offset = raw.Offset,
-            Message = new Message<TKey, TValue> { Key = key, Value = value, Headers = raw.Message.Headers, Timestamp = raw.Message.Timestamp },
-        };
     }
 
     private enum OutcomeKind

@@ -43,7 +43,7 @@ internal static unsafe partial class ShareNative
 
     internal static string ErrorText(int code) => Utf8(rd_kafka_err2str(code)) ?? code.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    // rd_kafka_message_t (rdkafka.h), 64-bit layout.
+    // rd_kafka_message_t (rdkafka.h); Sequential layout follows the C alignment rules.
     [StructLayout(LayoutKind.Sequential)]
     internal struct Message
     {

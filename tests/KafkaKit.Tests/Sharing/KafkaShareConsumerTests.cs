@@ -124,6 +124,34 @@ public sealed class KafkaShareConsumerTests
         }
 
         var logs = new CapturingLoggerFactory();
+        var outcomes = new ConcurrentDictionary<string, long>();
+        var deliveryCounts = new ConcurrentQueue<long>();
+        using var meter = new System.Diagnostics.Metrics.MeterListener();
+        meter.InstrumentPublished = (instrument, listener) =>
+        {
+            if (instrument.Meter.Name == "KafkaKit" && instrument.Name.StartsWith("kafkakit.share_consumer.", StringComparison.Ordinal))
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        meter.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            var group = tags.ToArray().FirstOrDefault(t => t.Key == "messaging.consumer.group.name").Value as string;
+            if (group != "poison-group")
+            {
+                return;
+            }
+
+            if (instrument.Name == "kafkakit.share_consumer.records")
+            {
+                outcomes.AddOrUpdate((string)tags.ToArray().First(t => t.Key == "outcome").Value!, value, (_, n) => n + value);
+            }
+            else
+            {
+                deliveryCounts.Enqueue(value);
+            }
+        });
+        meter.Start();
         var attempts = new ConcurrentQueue<(int Count, long At)>();
         var completed = new ConcurrentDictionary<string, long>();
         var seen = new ConcurrentQueue<string>();
@@ -155,6 +183,10 @@ public sealed class KafkaShareConsumerTests
             Assert.That(attempts, Has.Count.EqualTo(3), "delivered exactly up to the limit of 3");
             Assert.That(consumer.Released, Is.EqualTo(2), "the first two failures released it");
             Assert.That(deadLetter ? consumer.DeadLettered : consumer.Rejected, Is.EqualTo(1));
+            Assert.That(outcomes.GetValueOrDefault(deadLetter ? "dead_lettered" : "rejected"), Is.EqualTo(1), "kafkakit.share_consumer.records{outcome}");
+            Assert.That(outcomes.GetValueOrDefault("released"), Is.EqualTo(2), "kafkakit.share_consumer.records{outcome=released}");
+            Assert.That(outcomes.GetValueOrDefault("accepted"), Is.EqualTo(consumer.Accepted - consumer.DeadLettered), "kafkakit.share_consumer.records{outcome=accepted}");
+            Assert.That(deliveryCounts.Max(), Is.EqualTo(3), "kafkakit.share_consumer.delivery_attempts saw the third delivery");
             Assert.That(beforeLast, Is.GreaterThanOrEqualTo(50), "other records flowed while the poison record was retried");
             Assert.That(seen.Count(v => v != "poison0") - 500, Is.LessThanOrEqualTo(RefusedAcknowledgements(logs)), "another record was delivered again only when the cluster refused its acknowledgement (see ThreeMembersOnOnePartition)");
         });
