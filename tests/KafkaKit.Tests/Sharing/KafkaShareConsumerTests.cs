@@ -198,6 +198,43 @@ public sealed class KafkaShareConsumerTests
     }
 
     [Test]
+    [CancelAfter(60_000)]
+    public async Task UndeserializableRecord_RejectedOnItsFirstDelivery_OthersHandled()
+    {
+        await using var cluster = ShareTestKit.Cluster(maxDeliveryAttempts: 5);
+        cluster.CreateTopic("bytes");
+        using var producer = ShareTestKit.Producer(cluster);
+        ShareTestKit.Produce(producer, "bytes", 20);
+        ShareTestKit.Produce(producer, "bytes", 1, "bad", from: 20);
+        var handled = new ConcurrentQueue<string>();
+        await using var consumer = new KafkaShareConsumerBuilder<string, string>("bytes", ShareTestKit.Options(cluster, "bytes-group", "bytes"))
+            .SetValueDeserializer(new RefusingDeserializer())
+            .SetHandler((r, _) =>
+            {
+                handled.Enqueue(r.Message.Value);
+                return ValueTask.CompletedTask;
+            })
+            .Build();
+        await consumer.StartAsync();
+        await Wait.ForAsync(() => handled.Count == 20 && consumer.Rejected == 1, TimeSpan.FromSeconds(30), () => $"20 handled ({handled.Count}) and 1 rejected ({consumer.Rejected})");
+        Assert.Multiple(() =>
+        {
+            Assert.That(handled, Does.Not.Contain("bad20"));
+            Assert.That(consumer.Released, Is.Zero, "a record that cannot be deserialized is not retried");
+            Assert.That(consumer.Accepted, Is.EqualTo(20));
+        });
+    }
+
+    private sealed class RefusingDeserializer : IDeserializer<string>
+    {
+        public string Deserialize(ReadOnlySpan<byte> data, bool isNull, SerializationContext context)
+        {
+            var text = System.Text.Encoding.UTF8.GetString(data);
+            return text.StartsWith("bad", StringComparison.Ordinal) ? throw new FormatException("not a value") : text;
+        }
+    }
+
+    [Test]
     [CancelAfter(120_000)]
     public async Task Stop_WithRecordsInHand_ReleasesThemAndAnotherMemberGetsThemPromptly()
     {
