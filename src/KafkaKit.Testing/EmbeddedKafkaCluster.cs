@@ -35,6 +35,9 @@ public sealed class EmbeddedKafkaCluster : IDisposable, IAsyncDisposable
 {
     private const int ErrorBufferSize = 512;
 
+    // ShareGroupHeartbeat, ShareFetch, ShareAcknowledge (KIP-932), version 1 as librdkafka's share consumer speaks it.
+    private static readonly short[] ShareGroupApis = [76, 78, 79];
+
     private readonly object _gate = new();
     private IntPtr _owner;
     private IntPtr _cluster;
@@ -290,6 +293,173 @@ public sealed class EmbeddedKafkaCluster : IDisposable, IAsyncDisposable
             NativeMethods.rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(c, ms);
             return 0;
         }, "set the consumer group heartbeat interval");
+    }
+
+    /// <summary>
+    /// Sets the share-group settings of the cluster (KIP-932 queues; the broker's <c>group.share.*</c> settings) and
+    /// enables the share-group requests (ShareGroupHeartbeat, ShareFetch, ShareAcknowledge). The settings are cluster-wide,
+    /// not per group: librdkafka's mock has no per-group setters. The record lock duration, delivery attempts and offset
+    /// reset apply at once to existing share groups too; the session timeout and heartbeat interval only to share groups
+    /// created afterwards. A parameter left <see langword="null"/> keeps the current value.
+    /// </summary>
+    /// <param name="recordLockDuration">
+    /// How long a delivered record stays locked to its member before it becomes available again (the broker's
+    /// <c>group.share.record.lock.duration.ms</c>); 1 ms or more, whole milliseconds. The embedded cluster's default is 30 s.
+    /// </param>
+    /// <param name="maxDeliveryAttempts">
+    /// How many times a record is delivered at most before it is archived (the broker's
+    /// <c>group.share.delivery.count.limit</c>); 1 or more. The embedded cluster's default is 5.
+    /// </param>
+    /// <param name="sessionTimeout">
+    /// How long a silent member stays in a share group (the broker's <c>group.share.session.timeout.ms</c>); 1 ms or more,
+    /// whole milliseconds. The embedded cluster's default is 45 s.
+    /// </param>
+    /// <param name="heartbeatInterval">
+    /// The heartbeat interval given to members (the broker's <c>group.share.heartbeat.interval.ms</c>); assignments reach
+    /// members with their heartbeats. 1 ms or more, whole milliseconds. The embedded cluster's default is 5 s.
+    /// </param>
+    /// <param name="readFromEarliest">
+    /// Where a share group starts reading a partition it has never read (the group's <c>share.auto.offset.reset</c>):
+    /// <see langword="true"/> from the earliest record, <see langword="false"/> from the end (only records produced after
+    /// the group first fetched). The embedded cluster's default is the end, as a broker's.
+    /// </param>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of range (the message names it).</exception>
+    /// <exception cref="KafkaException">The cluster refused to enable the share-group requests.</exception>
+    /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
+    public void ConfigureShareGroups(
+        TimeSpan? recordLockDuration = null,
+        int? maxDeliveryAttempts = null,
+        TimeSpan? sessionTimeout = null,
+        TimeSpan? heartbeatInterval = null,
+        bool? readFromEarliest = null)
+    {
+        int? lockMs = recordLockDuration is { } l ? PositiveMilliseconds(l, nameof(recordLockDuration)) : null;
+        int? sessionMs = sessionTimeout is { } s ? PositiveMilliseconds(s, nameof(sessionTimeout)) : null;
+        int? heartbeatMs = heartbeatInterval is { } h ? PositiveMilliseconds(h, nameof(heartbeatInterval)) : null;
+        if (maxDeliveryAttempts is < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxDeliveryAttempts), maxDeliveryAttempts, "The delivery attempts must be 1 or more.");
+        }
+
+        foreach (var api in ShareGroupApis)
+        {
+            Invoke(c => NativeMethods.rd_kafka_mock_set_apiversion(c, api, 1, 1), $"enable API {api}");
+        }
+
+        Invoke(c =>
+        {
+            if (lockMs is { } lockDuration)
+            {
+                NativeMethods.rd_kafka_mock_sharegroup_set_record_lock_duration(c, lockDuration);
+            }
+
+            if (maxDeliveryAttempts is { } attempts)
+            {
+                NativeMethods.rd_kafka_mock_sharegroup_set_max_delivery_attempts(c, attempts);
+            }
+
+            if (sessionMs is { } session)
+            {
+                NativeMethods.rd_kafka_mock_sharegroup_set_session_timeout(c, session);
+            }
+
+            if (heartbeatMs is { } heartbeat)
+            {
+                NativeMethods.rd_kafka_mock_sharegroup_set_heartbeat_interval(c, heartbeat);
+            }
+
+            if (readFromEarliest is { } earliest)
+            {
+                NativeMethods.rd_kafka_mock_sharegroup_set_auto_offset_reset(c, earliest ? 1 : 0);
+            }
+
+            return 0;
+        }, "configure share groups");
+    }
+
+    /// <summary>Gets the member ids of a share group, as the cluster knows them.</summary>
+    /// <param name="groupId">The share group id.</param>
+    /// <returns>The member ids; empty when the group has no member or does not exist yet.</returns>
+    /// <exception cref="ArgumentException"><paramref name="groupId"/> is null or empty.</exception>
+    /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
+    public IReadOnlyList<string> GetShareGroupMembers(string groupId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(groupId);
+        var members = new List<string>();
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_cluster == IntPtr.Zero, this);
+            if (NativeMethods.rd_kafka_mock_sharegroup_get_member_ids(_cluster, groupId, out var ids, out var count) != 0 || ids == IntPtr.Zero)
+            {
+                return members;
+            }
+
+            for (var i = 0; i < (int)count; i++)
+            {
+                var id = Marshal.ReadIntPtr(ids, i * IntPtr.Size);
+                members.Add(Marshal.PtrToStringUTF8(id) ?? string.Empty);
+                NativeMethods.rd_kafka_mem_free(IntPtr.Zero, id);
+            }
+
+            NativeMethods.rd_kafka_mem_free(IntPtr.Zero, ids);
+        }
+
+        return members;
+    }
+
+    /// <summary>
+    /// Assigns every partition of <paramref name="topic"/> to every current member of a share group, as a broker's
+    /// share-group assignor does when a group has more members than partitions (KIP-932: members then share
+    /// partitions). The embedded cluster's own assignment gives each partition to one member only, so without this call
+    /// extra members of a share group on a topic with few partitions get nothing. After it the group's assignment is
+    /// manual: members that join later get nothing until it is called again. Members learn of it with their next heartbeat.
+    /// </summary>
+    /// <param name="groupId">The share group id.</param>
+    /// <param name="topic">The topic.</param>
+    /// <param name="partitions">The topic's partition count, 1 or more.</param>
+    /// <returns>The members assigned.</returns>
+    /// <exception cref="ArgumentException"><paramref name="groupId"/> or <paramref name="topic"/> is null or empty.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="partitions"/> is less than 1.</exception>
+    /// <exception cref="ObjectDisposedException">The cluster was disposed.</exception>
+    public IReadOnlyList<string> ShareAllPartitionsWithEveryMember(string groupId, string topic, int partitions = 1)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        ArgumentOutOfRangeException.ThrowIfLessThan(partitions, 1);
+        var members = GetShareGroupMembers(groupId);
+        var ids = new IntPtr[members.Count];
+        var lists = new IntPtr[members.Count];
+        try
+        {
+            for (var i = 0; i < members.Count; i++)
+            {
+                ids[i] = Marshal.StringToCoTaskMemUTF8(members[i]);
+                lists[i] = NativeMethods.rd_kafka_topic_partition_list_new(partitions);
+                for (var p = 0; p < partitions; p++)
+                {
+                    NativeMethods.rd_kafka_topic_partition_list_add(lists[i], topic, p);
+                }
+            }
+
+            Invoke(c =>
+            {
+                NativeMethods.rd_kafka_mock_sharegroup_target_assignment(c, groupId, ids, lists, (UIntPtr)members.Count);
+                return 0;
+            }, $"assign share group '{groupId}'");
+        }
+        finally
+        {
+            foreach (var id in ids)
+            {
+                Marshal.FreeCoTaskMem(id);
+            }
+
+            foreach (var list in lists.Where(l => l != IntPtr.Zero))
+            {
+                NativeMethods.rd_kafka_topic_partition_list_destroy(list);
+            }
+        }
+
+        return members;
     }
 
     private static int PositiveMilliseconds(TimeSpan value, string name) =>

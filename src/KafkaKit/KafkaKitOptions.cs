@@ -49,4 +49,8 @@ public sealed class KafkaKitOptions
 
     /// <summary>Gets the named consumers' options.</summary>
     public IDictionary<string, KafkaConsumerOptions> Consumers { get; } = new Dictionary<string, KafkaConsumerOptions>(StringComparer.Ordinal);
+
+    /// <summary>Gets the named share consumers' options (section <c>KafkaKit:ShareConsumers</c>; preview, see docs/share-groups.md).</summary>
+    [System.Diagnostics.CodeAnalysis.Experimental(Sharing.KafkaShareConsumer.DiagnosticId)]
+    public IDictionary<string, Sharing.KafkaShareConsumerOptions> ShareConsumers { get; } = new Dictionary<string, Sharing.KafkaShareConsumerOptions>(StringComparer.Ordinal);
 }

@@ -76,4 +76,40 @@ internal static partial class NativeMethods
 
     [LibraryImport(Library)]
     internal static partial IntPtr rd_kafka_err2str(int err);
+
+    [LibraryImport(Library)]
+    internal static partial int rd_kafka_mock_set_apiversion(IntPtr mcluster, short apiKey, short minVersion, short maxVersion);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_record_lock_duration(IntPtr mcluster, int lockDurationMs);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_max_delivery_attempts(IntPtr mcluster, int maxAttempts);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_session_timeout(IntPtr mcluster, int sessionTimeoutMs);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_heartbeat_interval(IntPtr mcluster, int heartbeatIntervalMs);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mock_sharegroup_set_auto_offset_reset(IntPtr mcluster, int autoOffsetReset);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int rd_kafka_mock_sharegroup_get_member_ids(IntPtr mcluster, string groupId, out IntPtr memberIds, out UIntPtr memberCount);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial void rd_kafka_mock_sharegroup_target_assignment(IntPtr mcluster, string groupId, IntPtr[] memberIds, IntPtr[] assignments, UIntPtr memberCount);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_mem_free(IntPtr rk, IntPtr ptr);
+
+    [LibraryImport(Library)]
+    internal static partial IntPtr rd_kafka_topic_partition_list_new(int size);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial IntPtr rd_kafka_topic_partition_list_add(IntPtr list, string topic, int partition);
+
+    [LibraryImport(Library)]
+    internal static partial void rd_kafka_topic_partition_list_destroy(IntPtr list);
 }

@@ -10,7 +10,7 @@ namespace KafkaKit.DependencyInjection;
 /// <summary>
 /// Reports configuration values that cannot be converted to their option's type (an unknown enum name, a malformed
 /// <see cref="TimeSpan"/>, a number that is not one), and keys that are no option at all (a misspelt name), in the
-/// <c>Producers</c>, <c>Consumers</c> and <c>Topics</c> sections.
+/// <c>Producers</c>, <c>Consumers</c>, <c>ShareConsumers</c> and <c>Topics</c> sections.
 /// </summary>
 /// <remarks>
 /// The configuration binder throws for such a value in an ordinary property, but inside a dictionary entry it drops the
@@ -30,6 +30,11 @@ internal sealed class ConfigurationBindingValidator(IConfiguration configuration
         foreach (var client in configuration.GetSection(nameof(KafkaKitOptions.Consumers)).GetChildren())
         {
             Check(client, typeof(KafkaConsumerOptions), problems);
+        }
+
+        foreach (var client in configuration.GetSection(nameof(KafkaKitOptions.ShareConsumers)).GetChildren())
+        {
+            Check(client, typeof(Sharing.KafkaShareConsumerOptions), problems);
         }
 
         foreach (var topic in configuration.GetSection(nameof(KafkaKitOptions.Topics)).GetChildren())

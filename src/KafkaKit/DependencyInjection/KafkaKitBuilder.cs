@@ -3,6 +3,7 @@ using KafkaKit.Consuming;
 using KafkaKit.Diagnostics;
 using KafkaKit.Hosting;
 using KafkaKit.Producing;
+using KafkaKit.Sharing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -148,6 +149,64 @@ public sealed class KafkaKitBuilder
         AddHostedConsumer<TKey, TValue, THandler>(name, configure, (scopes, builder) =>
             builder.SetTransactionalHandler((result, transaction, ct) => InScopeAsync<THandler, (ConsumeResult<TKey, TValue> Result, TransactionContext Transaction)>(
                 scopes, name, "handler", (result, transaction), result.TopicPartitionOffset, static (h, x, ct) => h.HandleAsync(x.Result, x.Transaction, ct), ct)));
+
+    /// <summary>
+    /// Registers a share consumer (a member of a KIP-932 share group; preview, see docs/share-groups.md) run by a hosted
+    /// service: it starts with the host (the start returns once the member is subscribed) and stops gracefully with it
+    /// (see <see cref="KafkaShareConsumer{TKey, TValue}.StopAsync"/>). Its options are
+    /// <c>KafkaKit:ShareConsumers:&lt;name&gt;</c>, on top of the shared ones, validated at start with the other clients.
+    /// The handler is resolved from a new DI scope for every record (registered as scoped unless you registered it) and
+    /// checked once at start as for <see cref="AddConsumer{TKey, TValue, THandler}"/>; a handler the service provider
+    /// cannot create at run time fails that record like a handler exception (released, or rejected on its last attempt).
+    /// </summary>
+    /// <typeparam name="TKey">The record key type.</typeparam>
+    /// <typeparam name="TValue">The record value type.</typeparam>
+    /// <typeparam name="THandler">The record handler.</typeparam>
+    /// <param name="name">The share consumer's name (its <c>client.id</c> and its options key).</param>
+    /// <param name="configure">Optional: deserializers.</param>
+    /// <returns>This builder.</returns>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is null or empty.</exception>
+    /// <exception cref="InvalidOperationException">A share consumer named <paramref name="name"/> is registered already.</exception>
+    [System.Diagnostics.CodeAnalysis.Experimental(KafkaShareConsumer.DiagnosticId)]
+    public KafkaKitBuilder AddShareConsumer<TKey, TValue, THandler>(string name, Action<IServiceProvider, KafkaShareConsumerBuilder<TKey, TValue>>? configure = null)
+        where THandler : class, IKafkaMessageHandler<TKey, TValue>
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        Registry.AddShareConsumer(name);
+        Services.TryAddScoped<THandler>();
+        Services.AddSingleton<IHostedService>(sp =>
+        {
+            var scopes = sp.GetRequiredService<IServiceScopeFactory>();
+            var loggerFactory = sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance;
+            return new KafkaShareConsumerService<TKey, TValue>(
+                () => CheckHandlerAsync<THandler>(scopes, name, loggerFactory.CreateLogger("KafkaKit.Hosting")),
+                () =>
+                {
+                    var options = sp.GetRequiredService<IOptions<KafkaKitOptions>>().Value;
+                    var builder = new KafkaShareConsumerBuilder<TKey, TValue>(name, options.ShareConsumers.TryGetValue(name, out var own) ? own : new KafkaShareConsumerOptions())
+                        .SetShared(options)
+                        .SetLoggerFactory(loggerFactory)
+                        .SetHandler((result, ct) => HandleShareAsync<TKey, TValue, THandler>(scopes, result, ct));
+                    configure?.Invoke(sp, builder);
+                    var consumer = builder.Build();
+                    sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(consumer));
+                    return consumer;
+                });
+        });
+        return this;
+    }
+
+    /// <summary>Handles one share-group record with a handler resolved from a new scope (a thread-pool thread).</summary>
+    [System.Diagnostics.CodeAnalysis.Experimental(KafkaShareConsumer.DiagnosticId)]
+    private static async ValueTask HandleShareAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
+        where THandler : class, IKafkaMessageHandler<TKey, TValue>
+    {
+        var scope = scopes.CreateAsyncScope();
+        await using (scope.ConfigureAwait(false))
+        {
+            await scope.ServiceProvider.GetRequiredService<THandler>().HandleAsync(result, cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     private KafkaKitBuilder AddHostedConsumer<TKey, TValue, THandler>(
         string name,

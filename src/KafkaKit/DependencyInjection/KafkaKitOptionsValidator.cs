@@ -41,6 +41,18 @@ internal sealed class KafkaKitOptionsValidator(KafkaKitRegistry registry) : IVal
             }
         }
 
+        foreach (var shareConsumer in registry.ShareConsumers.Union(options.ShareConsumers.Keys))
+        {
+            if (options.ShareConsumers.TryGetValue(shareConsumer, out var own))
+            {
+                own.Resolve(shareConsumer, options, problems);
+            }
+            else if (!registry.IsDroppedByBinder(nameof(KafkaKitOptions.ShareConsumers), shareConsumer))
+            {
+                new Sharing.KafkaShareConsumerOptions().Resolve(shareConsumer, options, problems);
+            }
+        }
+
         foreach (var (topic, declaration) in options.Topics)
         {
             declaration.Validate(topic, problems);

@@ -7,10 +7,13 @@ internal sealed class KafkaKitRegistry
 {
     private readonly HashSet<string> _producers = new(StringComparer.Ordinal);
     private readonly HashSet<string> _consumers = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _shareConsumers = new(StringComparer.Ordinal);
 
     public IReadOnlyCollection<string> Producers => _producers;
 
     public IReadOnlyCollection<string> Consumers => _consumers;
+
+    public IReadOnlyCollection<string> ShareConsumers => _shareConsumers;
 
     /// <summary>Gets or sets the configuration section KafkaKit's options are bound from, when they are.</summary>
     public IConfiguration? Configuration { get; set; }
@@ -36,6 +39,14 @@ internal sealed class KafkaKitRegistry
         if (!_consumers.Add(name))
         {
             throw new InvalidOperationException($"A KafkaKit consumer named '{name}' is registered already; consumer names must be unique.");
+        }
+    }
+
+    public void AddShareConsumer(string name)
+    {
+        if (!_shareConsumers.Add(name))
+        {
+            throw new InvalidOperationException($"A KafkaKit share consumer named '{name}' is registered already; share consumer names must be unique.");
         }
     }
 }

@@ -43,6 +43,14 @@ internal static class KafkaKitMetrics
     public static readonly Counter<long> HandlerErrors = Meter.CreateCounter<long>(
         "kafkakit.consumer.handler.errors", "{message}", "Messages whose handling failed after retries, tagged with the action taken.");
 
+    /// <summary>kafkakit.share_consumer.records: records of share consumers by acknowledgement, tag <c>outcome</c> = accepted, released, rejected or dead_lettered (dead-lettered records are accepted).</summary>
+    public static readonly Counter<long> ShareRecords = Meter.CreateCounter<long>(
+        "kafkakit.share_consumer.records", "{record}", "Records a share consumer acknowledged, tagged with the outcome (accepted, released, rejected, dead_lettered).");
+
+    /// <summary>kafkakit.share_consumer.delivery_attempts: the broker's delivery count of each record handed to a share consumer's handler.</summary>
+    public static readonly Histogram<long> ShareDeliveryAttempts = Meter.CreateHistogram<long>(
+        "kafkakit.share_consumer.delivery_attempts", "{attempt}", "Delivery count (1 = first delivery) of each record handed to a share consumer's handler.");
+
     private static readonly ConcurrentDictionary<object, Func<IEnumerable<Measurement<long>>>> QueueSources = new();
     private static readonly ConcurrentDictionary<object, Func<IEnumerable<Measurement<long>>>> LagSources = new();
 

@@ -28,6 +28,31 @@ internal abstract class KafkaClientHealth
 
     public static KafkaClientHealth For<TKey, TValue>(KafkaConsumer<TKey, TValue> consumer) => new ConsumerHealth<TKey, TValue>(consumer);
 
+    public static KafkaClientHealth For<TKey, TValue>(Sharing.KafkaShareConsumer<TKey, TValue> consumer) => new ShareConsumerHealth<TKey, TValue>(consumer);
+
+    /// <summary>A share consumer's health: its state (no cluster probe: it has no Confluent.Kafka handle).</summary>
+    private sealed class ShareConsumerHealth<TKey, TValue>(Sharing.KafkaShareConsumer<TKey, TValue> consumer) : KafkaClientHealth
+    {
+        public override string Name => $"share consumer '{consumer.Name}' (share group '{consumer.GroupId}')";
+
+        public override Handle? Handle => null;
+
+        public override (HealthStatus, string) Evaluate()
+        {
+            var verdict = Judge(null);
+            return (verdict.Ready == HealthStatus.Healthy ? HealthStatus.Healthy : verdict.Live == HealthStatus.Unhealthy ? HealthStatus.Unhealthy : verdict.Ready, verdict.Description);
+        }
+
+        public override ProbeVerdict Judge(long? maxConsumerLag) => consumer.State switch
+        {
+            KafkaConsumerState.Faulted => new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, $"stopped on error: {consumer.Fault?.Message}"),
+            KafkaConsumerState.Stopped => new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, "stopped"),
+            KafkaConsumerState.Stopping => new(HealthStatus.Healthy, HealthStatus.Unhealthy, "stopping"),
+            KafkaConsumerState.Created => new(HealthStatus.Healthy, HealthStatus.Unhealthy, "not started"),
+            _ => new(HealthStatus.Healthy, HealthStatus.Healthy, $"running: {consumer.Accepted} accepted, {consumer.Released} released, {consumer.Rejected} rejected"),
+        };
+    }
+
     private sealed class ProducerHealth<TKey, TValue>(IKafkaProducer<TKey, TValue> producer) : KafkaClientHealth
     {
         public override string Name => $"producer '{producer.Name}'";

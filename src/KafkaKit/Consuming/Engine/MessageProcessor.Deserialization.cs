@@ -65,17 +65,21 @@ internal sealed partial class MessageProcessor<TKey, TValue>
         }
     }
 
-    private async ValueTask<ConsumeResult<TKey, TValue>> DeserializeOnceAsync(ConsumeResult<byte[]?, byte[]?> raw)
+    private ValueTask<ConsumeResult<TKey, TValue>> DeserializeOnceAsync(ConsumeResult<byte[]?, byte[]?> raw) =>
+        DeserializeOnceAsync(_keyDeserializer, _valueDeserializer, raw);
+
+    /// <summary>Deserializes a record once with <paramref name="keys"/> and <paramref name="values"/>, awaiting async ones (the share consumer uses it too).</summary>
+    internal static async ValueTask<ConsumeResult<TKey, TValue>> DeserializeOnceAsync(IDeserializer<TKey> keys, IDeserializer<TValue> values, ConsumeResult<byte[]?, byte[]?> raw)
     {
         var message = raw.Message;
         var keyContext = new SerializationContext(MessageComponentType.Key, raw.Topic, message.Headers);
         var valueContext = new SerializationContext(MessageComponentType.Value, raw.Topic, message.Headers);
-        var key = _keyDeserializer is AsyncDeserializer<TKey> asyncKey
+        var key = keys is AsyncDeserializer<TKey> asyncKey
             ? await asyncKey.Inner.DeserializeAsync(message.Key, message.Key is null, keyContext).ConfigureAwait(false)
-            : _keyDeserializer.Deserialize(message.Key, message.Key is null, keyContext);
-        var value = _valueDeserializer is AsyncDeserializer<TValue> asyncValue
+            : keys.Deserialize(message.Key, message.Key is null, keyContext);
+        var value = values is AsyncDeserializer<TValue> asyncValue
             ? await asyncValue.Inner.DeserializeAsync(message.Value, message.Value is null, valueContext).ConfigureAwait(false)
-            : _valueDeserializer.Deserialize(message.Value, message.Value is null, valueContext);
+            : values.Deserialize(message.Value, message.Value is null, valueContext);
         return Typed(raw, key, value);
     }
 
