@@ -1,5 +1,4 @@
 using KafkaKit.Consuming;
-using KafkaKit.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -62,26 +61,6 @@ internal sealed class KafkaConsumerService<TKey, TValue>(
             return;
         }
 
-        if (consumer.Options.OnFault == ConsumerFaultBehavior.KeepHostRunning)
-        {
-            HostingLog.KeepingApplication(logger, Name);
-            return;
-        }
-
-        if (lifetime is null)
-        {
-            HostingLog.NoApplicationToStop(logger, Name);
-            return;
-        }
-
-        // The host leaves the exit code at 0 when it stops for a failed BackgroundService; a supervisor would read that as
-        // a clean exit and not restart. An exit code the application chose already is kept.
-        if (Environment.ExitCode == 0)
-        {
-            Environment.ExitCode = 1;
-        }
-
-        HostingLog.StoppingApplication(logger, Name, Environment.ExitCode);
-        lifetime.StopApplication();
+        HostedFault.Apply(Name, consumer.Options.OnFault, lifetime, logger);
     }
 }
