@@ -40,27 +40,14 @@ internal sealed class KafkaConsumerService<TKey, TValue>(
         var consumer = create();
         _consumer = consumer;
         await consumer.StartAsync(cancellationToken).ConfigureAwait(false);
-        Watching = WatchAsync(consumer);
+
+        // Acts on OnFault once the consumer has stopped by itself (after its own stop sequence), not when the host stops it.
+        Watching = HostedFault.WatchAsync(Name, consumer.WhenStoppedAsync(), () => consumer.State == KafkaConsumerState.Faulted, () => _stopping, consumer.Options.OnFault, lifetime, logger);
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
         _stopping = true;
         return _consumer?.StopAsync(cancellationToken) ?? Task.CompletedTask;
-    }
-
-    /// <summary>
-    /// Waits until the consumer has stopped (its own stop sequence has committed what was handled and left the group),
-    /// then, if it stopped on an error while the host was not stopping it, applies <see cref="KafkaConsumerOptions.OnFault"/>.
-    /// </summary>
-    private async Task WatchAsync(KafkaConsumer<TKey, TValue> consumer)
-    {
-        await consumer.WhenStoppedAsync().ConfigureAwait(false);
-        if (consumer.State != KafkaConsumerState.Faulted || _stopping)
-        {
-            return;
-        }
-
-        HostedFault.Apply(Name, consumer.Options.OnFault, lifetime, logger);
     }
 }

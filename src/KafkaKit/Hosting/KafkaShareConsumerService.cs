@@ -37,7 +37,9 @@ internal sealed class KafkaShareConsumerService<TKey, TValue>(
         var consumer = create();
         _consumer = consumer;
         await consumer.StartAsync(cancellationToken).ConfigureAwait(false);
-        Watching = WatchAsync(consumer);
+
+        // Acts on OnFault once the consumer has stopped by itself (after its own stop sequence), not when the host stops it.
+        Watching = HostedFault.WatchAsync(name, consumer.WhenStoppedAsync(), () => consumer.State == KafkaConsumerState.Faulted, () => _stopping, consumer.Options.OnFault, lifetime, logger);
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
@@ -47,20 +49,4 @@ internal sealed class KafkaShareConsumerService<TKey, TValue>(
     }
 
     public ValueTask DisposeAsync() => _consumer?.DisposeAsync() ?? ValueTask.CompletedTask;
-
-    /// <summary>
-    /// Waits until the share consumer has stopped (its stop sequence has acknowledged what finished, released the rest and
-    /// left the group), then, if it stopped on an error while the host was not stopping it, applies
-    /// <see cref="KafkaShareConsumerOptions.OnFault"/>.
-    /// </summary>
-    private async Task WatchAsync(KafkaShareConsumer<TKey, TValue> consumer)
-    {
-        await consumer.WhenStoppedAsync().ConfigureAwait(false);
-        if (consumer.State != KafkaConsumerState.Faulted || _stopping)
-        {
-            return;
-        }
-
-        HostedFault.Apply(name, consumer.Options.OnFault, lifetime, logger);
-    }
 }

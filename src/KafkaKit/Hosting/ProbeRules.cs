@@ -66,16 +66,9 @@ internal static class ProbeRules
 {
     public static ProbeVerdict Consumer(ConsumerProbeView v, long? maxLag)
     {
-        switch (v.State)
+        if (Lifecycle(v.State, v.FaultMessage) is { } notRunning)
         {
-            case KafkaConsumerState.Faulted:
-                return new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, $"stopped on error: {v.FaultMessage}");
-            case KafkaConsumerState.Stopped:
-                return new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, "stopped");
-            case KafkaConsumerState.Stopping:
-                return new(HealthStatus.Healthy, HealthStatus.Unhealthy, "stopping");
-            case KafkaConsumerState.Created:
-                return new(HealthStatus.Healthy, HealthStatus.Unhealthy, "not started");
+            return notRunning;
         }
 
         if (v.SinceLastPoll is { } since && since > v.MaxPollInterval)
@@ -114,16 +107,9 @@ internal static class ProbeRules
     /// </summary>
     public static ProbeVerdict ShareConsumer(ShareConsumerProbeView v)
     {
-        switch (v.State)
+        if (Lifecycle(v.State, v.FaultMessage) is { } notRunning)
         {
-            case KafkaConsumerState.Faulted:
-                return new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, $"stopped on error: {v.FaultMessage}");
-            case KafkaConsumerState.Stopped:
-                return new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, "stopped");
-            case KafkaConsumerState.Stopping:
-                return new(HealthStatus.Healthy, HealthStatus.Unhealthy, "stopping");
-            case KafkaConsumerState.Created:
-                return new(HealthStatus.Healthy, HealthStatus.Unhealthy, "not started");
+            return notRunning;
         }
 
         if (v.SinceLastRun is { } since && since > v.MaxPollInterval)
@@ -138,6 +124,16 @@ internal static class ProbeRules
 
         return new(HealthStatus.Healthy, HealthStatus.Healthy, $"running: {v.Counts}");
     }
+
+    /// <summary>The verdict of a consumer (regular or share) that is not running, or null when it runs.</summary>
+    private static ProbeVerdict? Lifecycle(KafkaConsumerState state, string? faultMessage) => state switch
+    {
+        KafkaConsumerState.Faulted => new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, $"stopped on error: {faultMessage}"),
+        KafkaConsumerState.Stopped => new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, "stopped"),
+        KafkaConsumerState.Stopping => new(HealthStatus.Healthy, HealthStatus.Unhealthy, "stopping"),
+        KafkaConsumerState.Created => new(HealthStatus.Healthy, HealthStatus.Unhealthy, "not started"),
+        _ => null,
+    };
 
     public static ProbeVerdict Producer(ProducerProbeView v)
     {

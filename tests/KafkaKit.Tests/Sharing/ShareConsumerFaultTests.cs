@@ -96,8 +96,7 @@ public sealed class ShareConsumerFaultTests
         cluster.CreateTopic("jobs");
         using var producer = ShareTestKit.Producer(cluster);
         var logs = new CapturingLoggerFactory();
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, EnvironmentName = Environments.Production });
-        builder.Services.AddSingleton<ILoggerFactory>(logs);
+        var builder = HostedConsumerFaultTests.NewHost(logs);
         AddFaultingShareConsumer(builder.Services, cluster.BootstrapServers, "jobs", ConsumerFaultBehavior.KeepHostRunning);
         builder.Services.AddHealthChecks().AddKafkaKit();
         using var host = builder.Build();
