@@ -4,6 +4,7 @@ using Confluent.Kafka;
 using KafkaKit.Consuming;
 using KafkaKit.Hosting;
 using KafkaKit.Sharing;
+using KafkaKit.Testing;
 using KafkaKit.Tests.DependencyInjection;
 using KafkaKit.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -216,6 +217,37 @@ public sealed class ShareConsumerFaultTests
             Assert.That(consumer.Released, Is.EqualTo(2));
             Assert.That(ShareHeaders.DeliveryCountOf(null), Is.Zero);
             Assert.That(ShareHeaders.DeliveryCountOf(new Headers { { ShareHeaders.DeliveryCount, Encoding.UTF8.GetBytes("x") } }), Is.Zero);
+        });
+    }
+
+    [Test]
+    [CancelAfter(60_000)]
+    public async Task DeadLetterProduceFails_ShareConsumerReleasesTheRecordAndFaults()
+    {
+        await using var cluster = ShareTestKit.Cluster(maxDeliveryAttempts: 5);
+        cluster.CreateTopic("jobs");
+        cluster.CreateTopic("jobs.DLT");
+        using var producer = ShareTestKit.Producer(cluster);
+        ShareTestKit.Produce(producer, "jobs", 1);
+        cluster.PushRequestErrors(ApiKey.Produce, ErrorCode.MsgSizeTooLarge, ErrorCode.MsgSizeTooLarge, ErrorCode.MsgSizeTooLarge);
+        var options = ShareTestKit.Options(cluster, "dlt-group", "jobs");
+        options.MaxDeliveryAttempts = 1;
+        options.DeadLetterTopic = "jobs.DLT";
+        var logs = new CapturingLoggerFactory();
+        await using var consumer = new KafkaShareConsumerBuilder<string, string>("dlt", options)
+            .SetHandler((_, _) => throw new InvalidOperationException("cannot handle"))
+            .SetLoggerFactory(logs)
+            .Build();
+        await consumer.StartAsync();
+
+        await Wait.ForAsync(() => consumer.State == KafkaConsumerState.Faulted, TimeSpan.FromSeconds(30), () => $"the share consumer faulted; state {consumer.State}, released {consumer.Released}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(consumer.Fault!.Message, Does.Contain("could not dead-letter jobs [0] @0 to jobs.DLT"));
+            Assert.That((consumer.Accepted, consumer.Released, consumer.DeadLettered), Is.EqualTo((0L, 1L, 0L)), "released, neither accepted nor counted as dead-lettered");
+            Assert.That(logs.Count(6007), Is.EqualTo(1), "dead-letter failure logged");
+            Assert.That(logs.Lines.Where(l => l.Level == LogLevel.Critical).Select(l => l.EventId.Id), Is.EqualTo(new[] { 6016 }));
         });
     }
 
