@@ -7,6 +7,7 @@ using KafkaKit.Sharing;
 using KafkaKit.Testing;
 using KafkaKit.Tests.DependencyInjection;
 using KafkaKit.Tests.Support;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
@@ -262,6 +263,32 @@ public sealed class ShareConsumerFaultTests
         Assert.That(error!.Failures, Has.Some.Contains("OnFault is 7; it must be StopHost or KeepHostRunning")
             .And.Some.Contains("MaxPollInterval is 00:00:00.0500000; it must be between 1 s and 1 h")
             .And.Some.Contains("must be longer than PollTimeout"));
+    }
+
+    [Test]
+    public void Configuration_OnFaultAndMaxPollInterval_BoundAndBadValuesListed()
+    {
+        static IHost Build(string share)
+        {
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(
+                $$"""{ "KafkaKit": { "BootstrapServers": "localhost:9092", "ShareConsumers": { "mailer": { "GroupId": "g", "Topics": [ "t" ], {{share}} } } } }""")));
+            builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit")).AddShareConsumer<string, string, JobHandler>("mailer");
+            return builder.Build();
+        }
+
+        using var good = Build("\"OnFault\": \"KeepHostRunning\", \"MaxPollInterval\": \"00:00:02\"");
+        var bound = good.Services.GetRequiredService<IOptions<KafkaKitOptions>>().Value.ShareConsumers["mailer"];
+        using var bad = Build("\"OnFault\": 9, \"MaxPollInterval\": \"00:00:00\"");
+        var error = Assert.Throws<OptionsValidationException>(() => _ = bad.Services.GetRequiredService<IOptions<KafkaKitOptions>>().Value);
+        TestContext.Out.WriteLine(string.Join(Environment.NewLine, error!.Failures));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((bound.OnFault, bound.MaxPollInterval), Is.EqualTo((ConsumerFaultBehavior.KeepHostRunning, TimeSpan.FromSeconds(2))));
+            Assert.That(error.Failures, Has.Some.Contains("'mailer'").And.Contains("OnFault is 9; it must be StopHost or KeepHostRunning"));
+            Assert.That(error.Failures, Has.Some.Contains("MaxPollInterval is 00:00:00; it must be between 1 s and 1 h"));
+        });
     }
 
     public interface IJobStore;
