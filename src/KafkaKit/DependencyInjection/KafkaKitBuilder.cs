@@ -156,8 +156,11 @@ public sealed class KafkaKitBuilder
     /// (see <see cref="KafkaShareConsumer{TKey, TValue}.StopAsync"/>). Its options are
     /// <c>KafkaKit:ShareConsumers:&lt;name&gt;</c>, on top of the shared ones, validated at start with the other clients.
     /// The handler is resolved from a new DI scope for every record (registered as scoped unless you registered it) and
-    /// checked once at start as for <see cref="AddConsumer{TKey, TValue, THandler}"/>; a handler the service provider
-    /// cannot create at run time fails that record like a handler exception (released, or rejected on its last attempt).
+    /// checked once at start as for <see cref="AddConsumer{TKey, TValue, THandler}"/>. A handler the service provider
+    /// cannot create at run time (it throws <see cref="InvalidOperationException"/>, e.g. a service not registered) is a
+    /// configuration error: the share consumer releases that record and stops at once, as a consumer does. When the share
+    /// consumer stops on an error by itself (that, a failed dead-letter produce, a fatal librdkafka error),
+    /// <see cref="KafkaShareConsumerOptions.OnFault"/> decides what the application does: by default it stops, with exit code 1.
     /// </summary>
     /// <typeparam name="TKey">The record key type.</typeparam>
     /// <typeparam name="TValue">The record value type.</typeparam>
@@ -178,34 +181,27 @@ public sealed class KafkaKitBuilder
         {
             var scopes = sp.GetRequiredService<IServiceScopeFactory>();
             var loggerFactory = sp.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance;
+            var logger = loggerFactory.CreateLogger("KafkaKit.Hosting");
             return new KafkaShareConsumerService<TKey, TValue>(
-                () => CheckHandlerAsync<THandler>(scopes, name, loggerFactory.CreateLogger("KafkaKit.Hosting")),
+                name,
+                () => CheckHandlerAsync<THandler>(scopes, name, logger),
                 () =>
                 {
                     var options = sp.GetRequiredService<IOptions<KafkaKitOptions>>().Value;
                     var builder = new KafkaShareConsumerBuilder<TKey, TValue>(name, options.ShareConsumers.TryGetValue(name, out var own) ? own : new KafkaShareConsumerOptions())
                         .SetShared(options)
                         .SetLoggerFactory(loggerFactory)
-                        .SetHandler((result, ct) => HandleShareAsync<TKey, TValue, THandler>(scopes, result, ct));
+                        .SetHandler((result, ct) => InScopeAsync<THandler, ConsumeResult<TKey, TValue>>(
+                            scopes, name, "handler", result, result.TopicPartitionOffset, static (h, r, ct) => h.HandleAsync(r, ct), ct, ShareHandlerUnavailable));
                     configure?.Invoke(sp, builder);
                     var consumer = builder.Build();
                     sp.GetRequiredService<KafkaKitClients>().Add(KafkaClientHealth.For(consumer));
                     return consumer;
-                });
+                },
+                sp.GetService<IHostApplicationLifetime>(),
+                logger);
         });
         return this;
-    }
-
-    /// <summary>Handles one share-group record with a handler resolved from a new scope (a thread-pool thread).</summary>
-    [System.Diagnostics.CodeAnalysis.Experimental(KafkaShareConsumer.DiagnosticId)]
-    private static async ValueTask HandleShareAsync<TKey, TValue, THandler>(IServiceScopeFactory scopes, ConsumeResult<TKey, TValue> result, CancellationToken cancellationToken)
-        where THandler : class, IKafkaMessageHandler<TKey, TValue>
-    {
-        var scope = scopes.CreateAsyncScope();
-        await using (scope.ConfigureAwait(false))
-        {
-            await scope.ServiceProvider.GetRequiredService<THandler>().HandleAsync(result, cancellationToken).ConfigureAwait(false);
-        }
     }
 
     private KafkaKitBuilder AddHostedConsumer<TKey, TValue, THandler>(
@@ -277,9 +273,9 @@ public sealed class KafkaKitBuilder
         where THandler : class, IKafkaBatchHandler<TKey, TValue> =>
         InScopeAsync<THandler, IReadOnlyList<ConsumeResult<TKey, TValue>>>(scopes, name, "batch handler", batch, batch[0].TopicPartitionOffset, static (h, b, ct) => h.HandleAsync(b, ct), cancellationToken);
 
-    /// <summary>Resolves the handler from a new scope and runs <paramref name="handle"/> in it; a handler that cannot be created is a <see cref="HandlerUnavailableException"/>.</summary>
+    /// <summary>Resolves the handler from a new scope and runs <paramref name="handle"/> in it; a handler that cannot be created is a <see cref="HandlerUnavailableException"/> whose message ends with <c>consequence</c> (what the consumer does about it; the consumer's stop when null).</summary>
     private static async ValueTask InScopeAsync<THandler, TInput>(
-        IServiceScopeFactory scopes, string name, string kind, TInput input, TopicPartitionOffset first, Func<THandler, TInput, CancellationToken, ValueTask> handle, CancellationToken cancellationToken)
+        IServiceScopeFactory scopes, string name, string kind, TInput input, TopicPartitionOffset first, Func<THandler, TInput, CancellationToken, ValueTask> handle, CancellationToken cancellationToken, string? consequence = null)
         where THandler : class
     {
         var scope = scopes.CreateAsyncScope();
@@ -294,13 +290,17 @@ public sealed class KafkaKitBuilder
             {
                 throw new HandlerUnavailableException(
                     $"Consumer '{name}' cannot create its {kind} {HandlerName<THandler>()} for {first.Topic} [{first.Partition.Value}] @{first.Offset.Value}. {e.Message} "
-                    + $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {first.Offset.Value} is not committed. Register the missing service.",
+                    + (consequence ?? $"This is a configuration error, so the consumer stops at once: no retries, OnError does not apply, and offset {first.Offset.Value} is not committed.")
+                    + " Register the missing service.",
                     e);
             }
 
             await handle(handler, input, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    /// <summary>What a share consumer does when it cannot create its handler at run time.</summary>
+    private const string ShareHandlerUnavailable = "This is a configuration error, so the share consumer stops at once: the record is released, not failed, and OnFault applies.";
 
     private static string HandlerName<THandler>() => typeof(THandler).FullName ?? typeof(THandler).Name;
 }

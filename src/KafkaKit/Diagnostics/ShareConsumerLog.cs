@@ -27,7 +27,7 @@ internal static partial class ShareConsumerLog
     [LoggerMessage(6006, LogLevel.Warning, "Share consumer {Name}: {Topic} [{Partition}] @{Offset} dead-lettered to {DeadLetterTopic} on delivery {Attempt} ({Why}): {ErrorType}: {Error}; accepted.")]
     public static partial void DeadLettered(ILogger logger, string name, string topic, int partition, long offset, string deadLetterTopic, int attempt, string why, string errorType, string error);
 
-    [LoggerMessage(6007, LogLevel.Error, "Share consumer {Name}: dead-lettering {Topic} [{Partition}] @{Offset} failed: {ErrorType}: {Error}; released for redelivery.")]
+    [LoggerMessage(6007, LogLevel.Error, "Share consumer {Name}: dead-lettering {Topic} [{Partition}] @{Offset} failed: {ErrorType}: {Error}; released for redelivery, and the share consumer stops (OnFault applies).")]
     public static partial void DeadLetterFailed(ILogger logger, string name, string topic, int partition, long offset, string errorType, string error);
 
     [LoggerMessage(6008, LogLevel.Warning, "Share consumer {Name}: acknowledging {Topic} [{Partition}] @{Offset} as {Type} was refused: {Reason} ({Code}); the record is redelivered when its lock expires.")]

@@ -30,7 +30,7 @@ internal abstract class KafkaClientHealth
 
     public static KafkaClientHealth For<TKey, TValue>(Sharing.KafkaShareConsumer<TKey, TValue> consumer) => new ShareConsumerHealth<TKey, TValue>(consumer);
 
-    /// <summary>A share consumer's health: its state (no cluster probe: it has no Confluent.Kafka handle).</summary>
+    /// <summary>A share consumer's health: its state and its poll thread (no cluster probe: it has no Confluent.Kafka handle).</summary>
     private sealed class ShareConsumerHealth<TKey, TValue>(Sharing.KafkaShareConsumer<TKey, TValue> consumer) : KafkaClientHealth
     {
         public override string Name => $"share consumer '{consumer.Name}' (share group '{consumer.GroupId}')";
@@ -43,14 +43,13 @@ internal abstract class KafkaClientHealth
             return (verdict.Ready == HealthStatus.Healthy ? HealthStatus.Healthy : verdict.Live == HealthStatus.Unhealthy ? HealthStatus.Unhealthy : verdict.Ready, verdict.Description);
         }
 
-        public override ProbeVerdict Judge(long? maxConsumerLag) => consumer.State switch
-        {
-            KafkaConsumerState.Faulted => new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, $"stopped on error: {consumer.Fault?.Message}"),
-            KafkaConsumerState.Stopped => new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, "stopped"),
-            KafkaConsumerState.Stopping => new(HealthStatus.Healthy, HealthStatus.Unhealthy, "stopping"),
-            KafkaConsumerState.Created => new(HealthStatus.Healthy, HealthStatus.Unhealthy, "not started"),
-            _ => new(HealthStatus.Healthy, HealthStatus.Healthy, $"running: {consumer.Accepted} accepted, {consumer.Released} released, {consumer.Rejected} rejected"),
-        };
+        public override ProbeVerdict Judge(long? maxConsumerLag) => ProbeRules.ShareConsumer(new(
+            consumer.State,
+            consumer.Fault?.Message,
+            consumer.SinceLastRun,
+            consumer.BatchWait,
+            consumer.Options.MaxPollInterval,
+            $"{consumer.Accepted} accepted, {consumer.Released} released, {consumer.Rejected} rejected"));
     }
 
     private sealed class ProducerHealth<TKey, TValue>(IKafkaProducer<TKey, TValue> producer) : KafkaClientHealth

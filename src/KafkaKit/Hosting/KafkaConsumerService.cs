@@ -1,5 +1,4 @@
 using KafkaKit.Consuming;
-using KafkaKit.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -41,47 +40,14 @@ internal sealed class KafkaConsumerService<TKey, TValue>(
         var consumer = create();
         _consumer = consumer;
         await consumer.StartAsync(cancellationToken).ConfigureAwait(false);
-        Watching = WatchAsync(consumer);
+
+        // Acts on OnFault once the consumer has stopped by itself (after its own stop sequence), not when the host stops it.
+        Watching = HostedFault.WatchAsync(Name, consumer.WhenStoppedAsync(), () => consumer.State == KafkaConsumerState.Faulted, () => _stopping, consumer.Options.OnFault, lifetime, logger);
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
         _stopping = true;
         return _consumer?.StopAsync(cancellationToken) ?? Task.CompletedTask;
-    }
-
-    /// <summary>
-    /// Waits until the consumer has stopped (its own stop sequence has committed what was handled and left the group),
-    /// then, if it stopped on an error while the host was not stopping it, applies <see cref="KafkaConsumerOptions.OnFault"/>.
-    /// </summary>
-    private async Task WatchAsync(KafkaConsumer<TKey, TValue> consumer)
-    {
-        await consumer.WhenStoppedAsync().ConfigureAwait(false);
-        if (consumer.State != KafkaConsumerState.Faulted || _stopping)
-        {
-            return;
-        }
-
-        if (consumer.Options.OnFault == ConsumerFaultBehavior.KeepHostRunning)
-        {
-            HostingLog.KeepingApplication(logger, Name);
-            return;
-        }
-
-        if (lifetime is null)
-        {
-            HostingLog.NoApplicationToStop(logger, Name);
-            return;
-        }
-
-        // The host leaves the exit code at 0 when it stops for a failed BackgroundService; a supervisor would read that as
-        // a clean exit and not restart. An exit code the application chose already is kept.
-        if (Environment.ExitCode == 0)
-        {
-            Environment.ExitCode = 1;
-        }
-
-        HostingLog.StoppingApplication(logger, Name, Environment.ExitCode);
-        lifetime.StopApplication();
     }
 }

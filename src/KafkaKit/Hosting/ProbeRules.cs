@@ -24,6 +24,21 @@ internal readonly record struct ConsumerProbeView(
     long? TotalLag,
     TimeSpan? DeserializerUnavailableFor);
 
+/// <summary>What one share consumer's state says about its liveness and readiness (no I/O).</summary>
+/// <param name="State">The life-cycle state.</param>
+/// <param name="FaultMessage">The fault's message when faulted.</param>
+/// <param name="SinceLastRun">How long ago the poll thread last ran (polled or looked at its batch's outcomes), or null before it started.</param>
+/// <param name="BatchWait">How long the current batch has been handled and how many records await an outcome, or null between batches.</param>
+/// <param name="MaxPollInterval">The share consumer's MaxPollInterval.</param>
+/// <param name="Counts">The accepted, released and rejected counts, for the description.</param>
+internal readonly record struct ShareConsumerProbeView(
+    KafkaConsumerState State,
+    string? FaultMessage,
+    TimeSpan? SinceLastRun,
+    (TimeSpan For, int Pending)? BatchWait,
+    TimeSpan MaxPollInterval,
+    string Counts);
+
 /// <summary>What one producer's state says about its liveness and readiness (no I/O).</summary>
 /// <param name="FatalError">The fatal error that faulted it, or null.</param>
 /// <param name="Circuit">The circuit breaker's state, or null without one.</param>
@@ -51,16 +66,9 @@ internal static class ProbeRules
 {
     public static ProbeVerdict Consumer(ConsumerProbeView v, long? maxLag)
     {
-        switch (v.State)
+        if (Lifecycle(v.State, v.FaultMessage) is { } notRunning)
         {
-            case KafkaConsumerState.Faulted:
-                return new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, $"stopped on error: {v.FaultMessage}");
-            case KafkaConsumerState.Stopped:
-                return new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, "stopped");
-            case KafkaConsumerState.Stopping:
-                return new(HealthStatus.Healthy, HealthStatus.Unhealthy, "stopping");
-            case KafkaConsumerState.Created:
-                return new(HealthStatus.Healthy, HealthStatus.Unhealthy, "not started");
+            return notRunning;
         }
 
         if (v.SinceLastPoll is { } since && since > v.MaxPollInterval)
@@ -91,6 +99,41 @@ internal static class ProbeRules
 
         return new(HealthStatus.Healthy, HealthStatus.Healthy, $"running, {v.AssignedPartitions} partitions assigned{lag}");
     }
+
+    /// <summary>
+    /// A share consumer: not live when faulted, stopped or its poll thread has not run for MaxPollInterval; live but
+    /// Degraded when it has waited longer than that for the outcomes of one batch (slow or stuck handlers: the poll thread
+    /// itself is fine, and librdkafka refuses the next poll until the batch is acknowledged).
+    /// </summary>
+    public static ProbeVerdict ShareConsumer(ShareConsumerProbeView v)
+    {
+        if (Lifecycle(v.State, v.FaultMessage) is { } notRunning)
+        {
+            return notRunning;
+        }
+
+        if (v.SinceLastRun is { } since && since > v.MaxPollInterval)
+        {
+            return new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, $"the poll thread has not run for {since.TotalSeconds:F0} s (MaxPollInterval is {v.MaxPollInterval.TotalSeconds:F0} s)");
+        }
+
+        if (v.BatchWait is { } wait && wait.For > v.MaxPollInterval)
+        {
+            return new(HealthStatus.Healthy, HealthStatus.Degraded, $"waiting {wait.For.TotalSeconds:F0} s (MaxPollInterval is {v.MaxPollInterval.TotalSeconds:F0} s) for the handlers of {wait.Pending} records of the current batch; no new poll until they finish; {v.Counts}");
+        }
+
+        return new(HealthStatus.Healthy, HealthStatus.Healthy, $"running: {v.Counts}");
+    }
+
+    /// <summary>The verdict of a consumer (regular or share) that is not running, or null when it runs.</summary>
+    private static ProbeVerdict? Lifecycle(KafkaConsumerState state, string? faultMessage) => state switch
+    {
+        KafkaConsumerState.Faulted => new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, $"stopped on error: {faultMessage}"),
+        KafkaConsumerState.Stopped => new(HealthStatus.Unhealthy, HealthStatus.Unhealthy, "stopped"),
+        KafkaConsumerState.Stopping => new(HealthStatus.Healthy, HealthStatus.Unhealthy, "stopping"),
+        KafkaConsumerState.Created => new(HealthStatus.Healthy, HealthStatus.Unhealthy, "not started"),
+        _ => null,
+    };
 
     public static ProbeVerdict Producer(ProducerProbeView v)
     {

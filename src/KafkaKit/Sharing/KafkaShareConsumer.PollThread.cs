@@ -38,7 +38,9 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IShareCallbackSin
             {
                 IntPtr batch = IntPtr.Zero;
                 var error = ShareNative.TakeError(ShareNative.rd_kafka_share_poll(rkshare, (int)_options.PollTimeout.TotalMilliseconds, &batch));
-                Interlocked.Exchange(ref _lastPoll, Stopwatch.GetTimestamp());
+                var polled = Stopwatch.GetTimestamp();
+                Interlocked.Exchange(ref _lastPoll, polled);
+                Interlocked.Exchange(ref _heartbeat, polled);
                 if (error.Code != 0)
                 {
                     if (error.Fatal)
@@ -175,8 +177,11 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IShareCallbackSin
         var running = 0;
         var done = 0;
         long stopDeadline = 0;
+        Volatile.Write(ref _batchPending, records.Count);
+        Interlocked.Exchange(ref _batchSince, Stopwatch.GetTimestamp());
         while (done < records.Count)
         {
+            Interlocked.Exchange(ref _heartbeat, Stopwatch.GetTimestamp());
             while (!StopRequested && next < records.Count && running < _options.MaxConcurrency)
             {
                 var record = records[next++];
@@ -209,6 +214,8 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IShareCallbackSin
                         done++;
                     }
                 }
+
+                Volatile.Write(ref _batchPending, records.Count - done);
             }
 
             FlushAcknowledgements(rkshare, force: false);
@@ -220,6 +227,7 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IShareCallbackSin
         }
 
         FlushAcknowledgements(rkshare, force: true);
+        Interlocked.Exchange(ref _batchSince, 0);
     }
 
     /// <summary>At stop: cancels handlers that outlived the timeout, acknowledges what finished meanwhile and releases the rest.</summary>

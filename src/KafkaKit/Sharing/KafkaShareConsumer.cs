@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.Text;
 using System.Threading.Channels;
 using Confluent.Kafka;
 using KafkaKit.Consuming;
@@ -63,6 +65,9 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
     private long _rejected;
     private long _deadLettered;
     private long _lastPoll;
+    private long _heartbeat;
+    private long _batchSince;
+    private int _batchPending;
     private int _state;
     private int _stopRequested;
     private Exception? _fault;
@@ -101,7 +106,7 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>Gets the life-cycle state (the consumer's states: Created, Running, Stopping, Stopped, Faulted).</summary>
     public KafkaConsumerState State => (KafkaConsumerState)Volatile.Read(ref _state);
 
-    /// <summary>Gets why the share consumer faulted (a fatal librdkafka error), or <see langword="null"/>.</summary>
+    /// <summary>Gets why the share consumer faulted (a fatal librdkafka error, a handler that could not be created, a failed dead-letter produce), or <see langword="null"/>.</summary>
     public Exception? Fault => Volatile.Read(ref _fault);
 
     /// <summary>Gets how many records were acknowledged as accepted (handled, or dead-lettered) so far.</summary>
@@ -116,8 +121,21 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>Gets how many records were dead-lettered (and accepted) so far.</summary>
     public long DeadLettered => Interlocked.Read(ref _deadLettered);
 
-    /// <summary>Gets the time since the poll thread last returned from a poll, or <see langword="null"/> before the first poll.</summary>
-    public TimeSpan? SinceLastPoll => Interlocked.Read(ref _lastPoll) is var last and not 0 ? Stopwatch.GetElapsedTime(last) : null;
+    /// <summary>
+    /// Gets the time since the poll thread last returned from a poll, or <see langword="null"/> before the first poll.
+    /// It grows while the poll thread waits for the outcomes of a batch (librdkafka refuses the next poll until then);
+    /// the health check tells that wait from a stalled thread (see <see cref="KafkaShareConsumerOptions.MaxPollInterval"/>).
+    /// </summary>
+    public TimeSpan? SinceLastPoll => Since(ref _lastPoll);
+
+    /// <summary>Gets the options the share consumer was built with.</summary>
+    internal KafkaShareConsumerOptions Options => _options;
+
+    /// <summary>Gets the time since the poll thread last ran (polled, or looked at its batch's outcomes), or null before it started.</summary>
+    internal TimeSpan? SinceLastRun => Since(ref _heartbeat);
+
+    /// <summary>Gets how long the poll thread has been handling its current batch and how many of its records await an outcome, or null between batches.</summary>
+    internal (TimeSpan For, int Pending)? BatchWait => Since(ref _batchSince) is { } since ? (since, Volatile.Read(ref _batchPending)) : null;
 
     /// <summary>
     /// Starts the poll thread: it creates the native share consumer (librdkafka checks the properties now), subscribes and
@@ -175,7 +193,25 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
         _handlerCancellation.Dispose();
     }
 
+    /// <summary>Completes when the poll thread has ended (stopped or faulted; never throws), for the hosted service; <see cref="State"/> then says how.</summary>
+#pragma warning disable VSTHRD003 // the task of a completion source this class owns and completes (continuations run asynchronously)
+    internal Task WhenStoppedAsync() => _stopped.Task;
+#pragma warning restore VSTHRD003
+
+    private static TimeSpan? Since(ref long timestamp) => Interlocked.Read(ref timestamp) is var at and not 0 ? Stopwatch.GetElapsedTime(at) : null;
+
     private void RequestStop() => Volatile.Write(ref _stopRequested, 1);
+
+    /// <summary>Stops the share consumer on an error found on a handler's thread (the first error wins); the poll thread releases what is not handled and the state ends Faulted.</summary>
+    private void Fail(Exception error)
+    {
+        if (Interlocked.CompareExchange(ref _fault, error, null) is null)
+        {
+            ShareConsumerLog.Faulted(_logger, Name, error.Message, error);
+        }
+
+        RequestStop();
+    }
 
     private bool StopRequested => Volatile.Read(ref _stopRequested) != 0;
 
@@ -208,10 +244,16 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
                 return;
             }
 
-            await _handler(typed, token).ConfigureAwait(false);
+            await _handler(WithDeliveryCount(typed, record.DeliveryCount), token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
+            kind = OutcomeKind.Release;
+        }
+        catch (HandlerUnavailableException e)
+        {
+            // A configuration error (the handler cannot be created), not a failure of the record: as the consumer, stop at once.
+            Fail(e);
             kind = OutcomeKind.Release;
         }
         catch (Exception e)
@@ -253,8 +295,26 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
         catch (Exception e)
         {
             ShareConsumerLog.DeadLetterFailed(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, e.GetType().Name, e.Message);
+            Fail(new InvalidOperationException($"Share consumer '{Name}' could not dead-letter {raw.Topic} [{raw.Partition.Value}] @{raw.Offset.Value} to {_options.DeadLetterTopic}: {e.Message}", e));
             return OutcomeKind.Release;
         }
+    }
+
+    /// <summary>The record the handler sees: the deserialized record with its own headers plus <see cref="ShareHeaders.DeliveryCount"/> (the raw record's headers, which a dead letter copies, stay as the producer wrote them).</summary>
+    private static ConsumeResult<TKey, TValue> WithDeliveryCount(ConsumeResult<TKey, TValue> typed, int deliveryCount)
+    {
+        var headers = new Headers();
+        foreach (var header in typed.Message.Headers ?? [])
+        {
+            if (header.Key != ShareHeaders.DeliveryCount)
+            {
+                headers.Add(header.Key, header.GetValueBytes());
+            }
+        }
+
+        headers.Add(ShareHeaders.DeliveryCount, Encoding.UTF8.GetBytes(deliveryCount.ToString(CultureInfo.InvariantCulture)));
+        typed.Message.Headers = headers;
+        return typed;
     }
 
     private enum OutcomeKind

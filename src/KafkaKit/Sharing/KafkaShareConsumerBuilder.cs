@@ -51,7 +51,9 @@ public sealed class KafkaShareConsumerBuilder<TKey, TValue>
     /// <see cref="KafkaShareConsumerOptions.MaxConcurrency"/> calls at once, in no particular order. Completing accepts the
     /// record; throwing releases it for redelivery, or on the last delivery attempt
     /// (<see cref="KafkaShareConsumerOptions.MaxDeliveryAttempts"/>) rejects or dead-letters it. Its token is cancelled
-    /// when a stop outlives <see cref="KafkaShareConsumerOptions.ShutdownTimeout"/>; a cancelled record is released.
+    /// when a stop outlives <see cref="KafkaShareConsumerOptions.ShutdownTimeout"/>; a cancelled record is released. The
+    /// record carries its delivery count in the header <see cref="ShareHeaders.DeliveryCount"/> (read it with
+    /// <see cref="ShareHeaders.DeliveryCountOf"/>).
     /// </summary>
     /// <param name="handler">The handler.</param>
     /// <returns>This builder.</returns>

@@ -86,6 +86,24 @@ public sealed class KafkaShareConsumerOptions
     /// </summary>
     public TimeSpan PollTimeout { get; set; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Gets or sets what the application does when this share consumer stops on an error by itself (state
+    /// <see cref="KafkaKit.Consuming.KafkaConsumerState.Faulted"/>): a fatal librdkafka error, a handler the service provider
+    /// cannot create, a dead-letter produce that failed. As the consumer's <c>OnFault</c>, and applies only to a share
+    /// consumer run by the host (<c>AddShareConsumer</c>); one you build and start yourself only stops. Default:
+    /// <see cref="KafkaKit.Consuming.ConsumerFaultBehavior.StopHost"/> (the application stops with exit code 1).
+    /// </summary>
+    public KafkaKit.Consuming.ConsumerFaultBehavior OnFault { get; set; } = KafkaKit.Consuming.ConsumerFaultBehavior.StopHost;
+
+    /// <summary>
+    /// Gets or sets how long the poll thread may go without running before the health check reports the share consumer
+    /// Unhealthy (not live), 1 s to 1 h. Default: 5 min, the consumer's <c>max.poll.interval.ms</c> default. The poll
+    /// thread also runs while it waits for the outcomes of a batch (it acknowledges them as they arrive), so slow handlers
+    /// do not count as a stall: a batch waited for longer than this makes the share consumer Degraded (live, not ready)
+    /// instead. See docs/share-groups.md.
+    /// </summary>
+    public TimeSpan MaxPollInterval { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Merges this share consumer's librdkafka properties and lists every problem of them and of these options.</summary>
     /// <param name="name">The share consumer's name.</param>
     /// <param name="shared">The shared options under DI, or <see langword="null"/> for a builder used alone.</param>
@@ -141,6 +159,9 @@ public sealed class KafkaShareConsumerOptions
         Check(own, DeadLetterTopic is null || !string.IsNullOrWhiteSpace(DeadLetterTopic), "DeadLetterTopic is blank; leave it unset to reject failed records or name a topic.");
         Check(own, ShutdownTimeout >= TimeSpan.Zero, $"ShutdownTimeout is {ShutdownTimeout}; it must be 0 or more.");
         Check(own, PollTimeout >= TimeSpan.FromMilliseconds(1) && PollTimeout <= TimeSpan.FromSeconds(5), $"PollTimeout is {PollTimeout}; it must be between 1 ms and 5 s.");
+        Check(own, Enum.IsDefined(OnFault), $"OnFault is {(int)OnFault}; it must be StopHost or KeepHostRunning.");
+        Check(own, MaxPollInterval >= TimeSpan.FromSeconds(1) && MaxPollInterval <= TimeSpan.FromHours(1), $"MaxPollInterval is {MaxPollInterval}; it must be between 1 s and 1 h.");
+        Check(own, MaxPollInterval > PollTimeout, $"MaxPollInterval ({MaxPollInterval}) must be longer than PollTimeout ({PollTimeout}): a poll in progress is not a stall.");
         problems.AddRange(own.Select(p => $"{settings.Owner}: {p}"));
         return settings;
     }

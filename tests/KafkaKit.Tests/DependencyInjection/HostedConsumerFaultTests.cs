@@ -170,7 +170,8 @@ public sealed class HostedConsumerFaultTests
         });
     }
 
-    private static HostApplicationBuilder NewHost(CapturingLoggerFactory logs)
+    /// <summary>A production host logging to <paramref name="logs"/> (also for the share consumer's fault tests).</summary>
+    internal static HostApplicationBuilder NewHost(CapturingLoggerFactory logs)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, EnvironmentName = Environments.Production });
         builder.Services.AddSingleton<ILoggerFactory>(logs);

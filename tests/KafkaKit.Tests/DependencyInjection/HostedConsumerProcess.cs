@@ -41,8 +41,8 @@ internal sealed class HostedConsumerProcess : IAsyncDisposable
     /// <summary>Gets the process's exit code (once it has exited).</summary>
     public int ExitCode => _process.ExitCode;
 
-    /// <summary>Starts the host process.</summary>
-    public static HostedConsumerProcess Start(string bootstrapServers, string topic)
+    /// <summary>Starts the host process; with <paramref name="share"/> it runs the share consumer of <see cref="Sharing.ShareConsumerFaultTests"/> instead.</summary>
+    public static HostedConsumerProcess Start(string bootstrapServers, string topic, bool share = false)
     {
         var info = new ProcessStartInfo(DotnetHost())
         {
@@ -51,7 +51,7 @@ internal sealed class HostedConsumerProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in (string[])["exec", typeof(HostedConsumerProcess).Assembly.Location, Verb, bootstrapServers, topic])
+        foreach (var argument in (string[])["exec", typeof(HostedConsumerProcess).Assembly.Location, Verb, bootstrapServers, topic, share ? "share" : "consumer"])
         {
             info.ArgumentList.Add(argument);
         }
@@ -94,7 +94,7 @@ internal sealed class HostedConsumerProcess : IAsyncDisposable
     }
 
     /// <summary>The process's main: runs the host until it stops.</summary>
-    /// <param name="args">bootstrap servers, topic.</param>
+    /// <param name="args">bootstrap servers, topic, and <c>share</c> (a share consumer) or <c>consumer</c>.</param>
     /// <returns><see cref="Environment.ExitCode"/> after the host stopped: what a <c>Main</c> returning void or Task exits with.</returns>
     internal static async Task<int> RunAsync(string[] args)
     {
@@ -103,15 +103,15 @@ internal sealed class HostedConsumerProcess : IAsyncDisposable
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, EnvironmentName = Environments.Production });
         builder.Logging.ClearProviders().SetMinimumLevel(LogLevel.Information).AddProvider(new LineLoggerProvider(output));
         builder.Services.AddSingleton(output);
-        builder.Services.AddKafkaKit(o =>
-            {
-                var consumer = ConsumerTestKit.Options(bootstrapServers, Group, topic);
-                consumer.CommitInterval = TimeSpan.FromMinutes(1);
-                consumer.Retry.MaxRetryAttempts = 1;
-                consumer.Retry.BaseDelay = TimeSpan.FromMilliseconds(10);
-                o.Consumers[ConsumerName] = consumer;
-            })
-            .AddConsumer<string, string, PoisonHandler>(ConsumerName);
+        if (args is [_, _, "share"])
+        {
+            Sharing.ShareConsumerFaultTests.AddFaultingShareConsumer(builder.Services, bootstrapServers, topic);
+        }
+        else
+        {
+            AddPoisonConsumer(builder.Services, bootstrapServers, topic);
+        }
+
         using var host = builder.Build();
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         lifetime.ApplicationStopping.Register(() => output.WriteLine("stopping"));
@@ -126,6 +126,17 @@ internal sealed class HostedConsumerProcess : IAsyncDisposable
         await host.RunAsync();
         return Environment.ExitCode;
     }
+
+    private static void AddPoisonConsumer(IServiceCollection services, string bootstrapServers, string topic) =>
+        services.AddKafkaKit(o =>
+            {
+                var consumer = ConsumerTestKit.Options(bootstrapServers, Group, topic);
+                consumer.CommitInterval = TimeSpan.FromMinutes(1);
+                consumer.Retry.MaxRetryAttempts = 1;
+                consumer.Retry.BaseDelay = TimeSpan.FromMilliseconds(10);
+                o.Consumers[ConsumerName] = consumer;
+            })
+            .AddConsumer<string, string, PoisonHandler>(ConsumerName);
 
     private static string DotnetHost()
     {
