@@ -20,7 +20,14 @@ internal sealed class CapturingLoggerFactory : ILoggerFactory
 
     public int Count(int eventId) => Lines.Count(l => l.EventId.Id == eventId);
 
-    internal sealed record LogLine(string Category, LogLevel Level, EventId EventId, string Message, Exception? Exception);
+    /// <summary>Adds a line of the test's own (category "test", event 0), to read among the library's lines.</summary>
+    public void Note(string message) => Lines.Enqueue(new LogLine("test", LogLevel.Information, default, message, null));
+
+    internal sealed record LogLine(string Category, LogLevel Level, EventId EventId, string Message, Exception? Exception)
+    {
+        /// <summary>Gets when the line was written (UTC).</summary>
+        public DateTime At { get; } = DateTime.UtcNow;
+    }
 
     private sealed class Logger(CapturingLoggerFactory owner, string category) : ILogger
     {

@@ -69,9 +69,19 @@ internal static class ExactlyOnceKit
             .SetLoggerFactory(logs)
             .SetPartitionsAssignedHandler(partitions =>
             {
+                if (partitions.Count == 0)
+                {
+                    // A cooperative rebalance step that adds nothing (the revoking member after its revoke, the others
+                    // in the round before partitions move): nothing to look up, and the member's next rebalance step
+                    // waits for this callback.
+                    return [];
+                }
+
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 var next = ReadOutput(bootstrap, Partitions(bootstrap), calls).NextSourceOffsets;
-                calls.LookedUpStart(System.Diagnostics.Stopwatch.GetElapsedTime(started));
+                var took = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+                calls.LookedUpStart(took);
+                logs.Note($"{instance} assigned {string.Join(", ", partitions.Select(p => p.Partition.Value))}; reading the output for their start offsets took {took.TotalMilliseconds:F0} ms");
                 return partitions.Select(p => new TopicPartitionOffset(p, next.TryGetValue(p.Partition.Value, out var offset) ? offset : Offset.Beginning)).ToList();
             })
             .SetTransactionalHandler(async (result, transaction, ct) =>

@@ -62,21 +62,41 @@ public sealed class ExactlyOnceTests
         var calls = new HandlerCalls();
         await using var input = new SteadyProducer(cluster, Input, messagesPerTick: 3);
 
-        await using var old = await StartHandlingAsync("m", Options(cluster, "eos-zombie"), logs, calls);
+        // The consumer group protocol (KIP-848): the cluster hands the new instance its partitions on heartbeats. With
+        // the classic protocol the embedded cluster refuses a follower's SyncGroup served after the leader's
+        // (INVALID_REQUEST, one more 5 s rebalance each time), and serves requests waiting together in connection order,
+        // the old instance (the leader) first: on a loaded machine the new instance was refused round after round and
+        // got no partition within 60 s.
+        await using var old = await StartHandlingAsync("m", ZombieOptions(cluster), logs, calls);
         var handledByOld = calls.Of("m");
 
         // Same name and prefix: the same transactional.id.
         var newLogs = new CapturingLoggerFactory();
-        await using var fresh = Member("m", Options(cluster, "eos-zombie"), newLogs, calls);
+        await using var fresh = Member("m", ZombieOptions(cluster), newLogs, calls);
+        var freshStarted = System.Diagnostics.Stopwatch.StartNew();
         await fresh.StartAsync();
-        await Wait.ForAsync(() => newLogs.Count(Committed) >= 3, TimeSpan.FromSeconds(60), "the new instance commits transactions");
+        try
+        {
+            await Wait.ForAsync(
+                () => newLogs.Count(Committed) >= 3,
+                TimeSpan.FromSeconds(60),
+                () => $"the new instance commits transactions ({newLogs.Count(Committed)} so far, state {fresh.State}, fault: {fresh.Fault?.Message ?? "none"})");
+        }
+        catch (Exception)
+        {
+            DumpTimed(("old", logs), ("new", newLogs)); // both instances' lines, librdkafka's group and transaction lines among them
+            throw;
+        }
+
+        var freshCommitting = freshStarted.Elapsed;
+
         var inputs = (int)await input.StopAsync();
         await WaitAllOutputAsync(cluster, inputs, calls, TimeSpan.FromSeconds(60), logs);
         await fresh.StopAsync();
         await old.StopAsync();
 
         var committed = Count(cluster, inputs, calls);
-        Row("second instance, same transactional.id", committed, Count(cluster, inputs, null), $"old instance {old.State} after {handledByOld}+ calls, aborts {logs.Count(Aborted)}/{newLogs.Count(Aborted)}");
+        Row("second instance, same transactional.id", committed, Count(cluster, inputs, null), $"old instance {old.State} after {handledByOld}+ calls, aborts {logs.Count(Aborted)}/{newLogs.Count(Aborted)}, new instance's third commit {freshCommitting.TotalSeconds:F1} s after its start, {calls.StartLookups.TotalSeconds:F1} s in assigned callbacks");
         committed.AssertExactlyOnce();
         Assert.That(fresh.State, Is.EqualTo(KafkaConsumerState.Stopped), () => $"fault: {fresh.Fault}");
     }
@@ -265,6 +285,27 @@ public sealed class ExactlyOnceTests
         finally
         {
             hang.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// A zombie-scenario member's options: the consumer group protocol, and librdkafka's group and transaction debug lines
+    /// (its consumer's and its transactional producer's) in the member's log, for <see cref="DumpTimed"/>.
+    /// </summary>
+    private static KafkaConsumerOptions ZombieOptions(EmbeddedKafkaCluster cluster)
+    {
+        var options = Options(cluster, "eos-zombie");
+        ConsumerTestKit.UseProtocol(cluster, options, GroupProtocol.Consumer);
+        options.Config["debug"] = "cgrp,eos";
+        return options;
+    }
+
+    /// <summary>Writes the lines of several members' logs to the test output, merged in time order and named by member.</summary>
+    private static void DumpTimed(params (string Name, CapturingLoggerFactory Logs)[] sources)
+    {
+        foreach (var (at, name, line) in sources.SelectMany(s => s.Logs.Lines.Select(l => (l.At, s.Name, l))).OrderBy(l => l.At))
+        {
+            TestContext.Out.WriteLine($"{at:HH:mm:ss.fff} {name} {line.Level} {line.EventId.Id} {line.Message} {line.Exception?.GetType().Name} {line.Exception?.Message}");
         }
     }
 }
