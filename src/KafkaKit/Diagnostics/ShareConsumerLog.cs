@@ -18,16 +18,16 @@ internal static partial class ShareConsumerLog
     [LoggerMessage(6003, LogLevel.Warning, "Share consumer {Name}: librdkafka delivered {Topic} [{Partition}] @{Offset} as an error ({Code}); librdkafka acknowledged it itself (corrupt records are rejected, undecompressable ones released).")]
     public static partial void RecordError(ILogger logger, string name, string topic, int partition, long offset, ErrorCode code);
 
-    [LoggerMessage(6004, LogLevel.Warning, "Share consumer {Name}: handling {Topic} [{Partition}] @{Offset} failed on delivery {Attempt} of {MaxAttempts}: {ErrorType}: {Error}; released for redelivery.")]
+    [LoggerMessage(6004, LogLevel.Warning, "Share consumer {Name}: handling {Topic} [{Partition}] @{Offset} failed on delivery {Attempt} of {MaxAttempts}, released for redelivery: {ErrorType}: {Error}")]
     public static partial void Released(ILogger logger, string name, string topic, int partition, long offset, int attempt, int maxAttempts, string errorType, string error);
 
-    [LoggerMessage(6005, LogLevel.Error, "Share consumer {Name}: {Topic} [{Partition}] @{Offset} rejected on delivery {Attempt} ({Why}): {ErrorType}: {Error}; the broker archives it.")]
+    [LoggerMessage(6005, LogLevel.Error, "Share consumer {Name}: {Topic} [{Partition}] @{Offset} rejected on delivery {Attempt} ({Why}), the broker archives it: {ErrorType}: {Error}")]
     public static partial void Rejected(ILogger logger, string name, string topic, int partition, long offset, int attempt, string why, string errorType, string error);
 
-    [LoggerMessage(6006, LogLevel.Warning, "Share consumer {Name}: {Topic} [{Partition}] @{Offset} dead-lettered to {DeadLetterTopic} on delivery {Attempt} ({Why}): {ErrorType}: {Error}; accepted.")]
+    [LoggerMessage(6006, LogLevel.Warning, "Share consumer {Name}: {Topic} [{Partition}] @{Offset} dead-lettered to {DeadLetterTopic} on delivery {Attempt} ({Why}) and accepted: {ErrorType}: {Error}")]
     public static partial void DeadLettered(ILogger logger, string name, string topic, int partition, long offset, string deadLetterTopic, int attempt, string why, string errorType, string error);
 
-    [LoggerMessage(6007, LogLevel.Error, "Share consumer {Name}: dead-lettering {Topic} [{Partition}] @{Offset} failed: {ErrorType}: {Error}; released for redelivery, and the share consumer stops (OnFault applies).")]
+    [LoggerMessage(6007, LogLevel.Error, "Share consumer {Name}: dead-lettering {Topic} [{Partition}] @{Offset} failed; the record is released for redelivery and the share consumer stops (OnFault applies): {ErrorType}: {Error}")]
     public static partial void DeadLetterFailed(ILogger logger, string name, string topic, int partition, long offset, string errorType, string error);
 
     [LoggerMessage(6008, LogLevel.Warning, "Share consumer {Name}: acknowledging {Topic} [{Partition}] @{Offset} as {Type} was refused: {Reason} ({Code}); the record is redelivered when its lock expires.")]
@@ -57,7 +57,7 @@ internal static partial class ShareConsumerLog
     [LoggerMessage(6016, LogLevel.Critical, "Share consumer {Name} faulted: {Reason}")]
     public static partial void Faulted(ILogger logger, string name, string reason, Exception? exception);
 
-    [LoggerMessage(6017, LogLevel.Warning, "Share consumer {Name}: deserializing {Topic} [{Partition}] @{Offset} waits for an unreachable service: {Error}; released for redelivery.")]
+    [LoggerMessage(6017, LogLevel.Warning, "Share consumer {Name}: deserializing {Topic} [{Partition}] @{Offset} waits for an unreachable service, released for redelivery: {Error}")]
     public static partial void DeserializerUnavailable(ILogger logger, string name, string topic, int partition, long offset, string error);
 
     [LoggerMessage(6018, LogLevel.Warning, "Share consumer {Name}: {Reason} ({Code}).")]
