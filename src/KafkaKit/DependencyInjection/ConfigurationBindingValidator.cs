@@ -60,7 +60,22 @@ internal sealed class ConfigurationBindingValidator(IConfiguration configuration
 
             if (typeof(IEnumerable).IsAssignableFrom(property.PropertyType) && property.PropertyType != typeof(string))
             {
-                continue; // collections hold strings (librdkafka properties are checked by librdkafka's own names)
+                // Strings (topics, librdkafka properties: checked by librdkafka's own names) always convert; other
+                // elements (e.g. TimeSpan delays) are checked one by one.
+                var element = property.PropertyType.IsGenericType ? property.PropertyType.GetGenericArguments()[^1] : typeof(string);
+                foreach (var item in element == typeof(string) ? [] : child.GetChildren().Where(c => c.Value is not null))
+                {
+                    try
+                    {
+                        _ = item.Get(element);
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        problems.Add($"'{item.Path}={item.Value}' is not a valid {Describe(element)}.");
+                    }
+                }
+
+                continue;
             }
 
             if (child.Value is null)
@@ -80,6 +95,60 @@ internal sealed class ConfigurationBindingValidator(IConfiguration configuration
             catch (InvalidOperationException)
             {
                 problems.Add($"'{child.Path}={child.Value}' is not a valid {Describe(property.PropertyType)}.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Binds <paramref name="section"/> to new options value by value, leaving out the values that do not convert (which
+    /// <see cref="Validate"/> names): the options of an entry the binder dropped, so that its other settings are validated
+    /// too and every problem is listed at once.
+    /// </summary>
+    /// <param name="section">The entry's section.</param>
+    /// <param name="left">Receives the options left at their defaults, as options name them in problems (<c>OnError</c>, <c>Retry.MaxDelay</c>).</param>
+    internal static T BindLeniently<T>(IConfigurationSection section, List<string> left)
+        where T : new()
+    {
+        var options = new T();
+        BindLeniently(section, options, string.Empty, left);
+        return options;
+    }
+
+    private static void BindLeniently(IConfigurationSection section, object target, string prefix, List<string> left)
+    {
+        foreach (var child in section.GetChildren())
+        {
+            var property = target.GetType().GetProperty(child.Key, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
+            if (property is null)
+            {
+                continue;
+            }
+
+            var collection = typeof(IEnumerable).IsAssignableFrom(property.PropertyType) && property.PropertyType != typeof(string);
+            if (child.Value is null && property.PropertyType.IsClass && property.PropertyType != typeof(string) && !collection)
+            {
+                if (property.GetValue(target) is { } nested)
+                {
+                    BindLeniently(child, nested, prefix + property.Name + ".", left);
+                }
+
+                continue;
+            }
+
+            try
+            {
+                if (collection && property.GetValue(target) is { } items)
+                {
+                    child.Bind(items);
+                }
+                else if (property.CanWrite)
+                {
+                    property.SetValue(target, child.Get(property.PropertyType));
+                }
+            }
+            catch (InvalidOperationException)
+            {
+                left.Add(prefix + property.Name); // named by Validate; the option keeps its default here
             }
         }
     }

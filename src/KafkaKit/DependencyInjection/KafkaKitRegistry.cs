@@ -26,6 +26,21 @@ internal sealed class KafkaKitRegistry
     public bool IsDroppedByBinder(string section, string name) =>
         Configuration?.GetSection(section).GetSection(name).Exists() == true;
 
+    /// <summary>
+    /// The options of <c>section:name</c>: the bound ones, or for an entry the binder dropped (see
+    /// <see cref="IsDroppedByBinder"/>) its convertible values bound one by one, so that they are validated too.
+    /// </summary>
+    /// <param name="bound">The options the binder made, by name.</param>
+    /// <param name="section">The section under KafkaKit (<c>Consumers</c>...).</param>
+    /// <param name="name">The client's name.</param>
+    /// <param name="left">Receives the options of a dropped entry left at their defaults (their values did not convert).</param>
+    /// <returns>The options to validate.</returns>
+    public T OptionsOf<T>(IDictionary<string, T> bound, string section, string name, List<string> left)
+        where T : new() =>
+        bound.TryGetValue(name, out var own) ? own
+        : IsDroppedByBinder(section, name) ? ConfigurationBindingValidator.BindLeniently<T>(Configuration!.GetSection(section).GetSection(name), left)
+        : new T();
+
     public void AddProducer(string name)
     {
         if (!_producers.Add(name))

@@ -234,6 +234,66 @@ public sealed class KafkaKitOptionsValidatorTests
         });
     }
 
+    [Test]
+    public void HostStart_EntryWithAnUnconvertibleValue_ItsOtherProblemsListedToo()
+    {
+        // The binder drops the whole entry for the bad value; its other settings are still checked, all in one error.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes("""
+            {
+              "KafkaKit": {
+                "BootstrapServers": "127.0.0.1:9",
+                "Consumers": { "c": { "GroupId": "g", "Topics": [ "t" ], "OnError": "Explode", "MaxConcurrency": 0, "RetryTopics": { "Delays": [ "00:00:01", "soon" ] } } },
+                "ShareConsumers": { "s": { "MaxDeliveryAttempts": "five", "MaxConcurrency": 0 } }
+              }
+            }
+            """)));
+        builder.Services.AddLogging();
+        builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit"))
+            .AddConsumer<string, string, RecordingHandler>("c")
+            .AddShareConsumer<string, string, RecordingHandler>("s");
+        using var host = builder.Build();
+
+        var e = Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+        TestContext.Out.WriteLine(string.Join(Environment.NewLine, e!.Failures));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(e.Failures, Has.Some.Contains("'KafkaKit:Consumers:c:OnError=Explode' is not a valid ConsumerErrorAction"));
+            Assert.That(e.Failures, Has.Some.Contains("'KafkaKit:Consumers:c:RetryTopics:Delays:1=soon' is not a valid TimeSpan"), "a bad element of a list is named");
+            Assert.That(e.Failures, Has.Some.Contains("MaxConcurrency").And.Contains("'c'"), "the dropped consumer entry's other problem");
+            Assert.That(e.Failures.Where(f => f.Contains("'c'", StringComparison.Ordinal)), Has.None.Contains("GroupId is not set").And.None.Contains("Topics is empty").And.None.Contains("OnError is Stop"),
+                "its GroupId and Topics are set, and its OnError was not Stop (it did not convert)");
+            Assert.That(e.Failures, Has.Some.Contains("'KafkaKit:ShareConsumers:s:MaxDeliveryAttempts=five' is not a valid Int32"));
+            Assert.That(e.Failures, Has.Some.Contains("'s'").And.Contains("GroupId is not set"), "the share consumer entry's missing GroupId");
+            Assert.That(e.Failures, Has.Some.Contains("'s'").And.Contains("MaxConcurrency"));
+        });
+    }
+
+    [Test]
+    public void HostStart_ShareConsumerWithAConsumersGroupId_Refused()
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes("""
+            {
+              "KafkaKit": {
+                "BootstrapServers": "127.0.0.1:9",
+                "Consumers": { "worker": { "GroupId": "mailers", "Topics": [ "t" ] } },
+                "ShareConsumers": { "mailer": { "Topics": [ "t" ], "Config": { "group.id": "mailers" } } }
+              }
+            }
+            """)));
+        builder.Services.AddLogging();
+        builder.Services.AddKafkaKit(builder.Configuration.GetSection("KafkaKit"))
+            .AddConsumer<string, string, RecordingHandler>("worker")
+            .AddShareConsumer<string, string, RecordingHandler>("mailer");
+        using var host = builder.Build();
+
+        var e = Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.That(e!.Failures, Is.EqualTo(new[] { "Share consumer 'mailer' and consumer 'worker' both use group id 'mailers': a group is either a share group or a consumer group; give the share consumer a group id of its own." }));
+    }
+
     private static KafkaKitOptions Clone(KafkaKitOptions shared, bool withConsumer)
     {
         var copy = new KafkaKitOptions { BootstrapServers = shared.BootstrapServers };
