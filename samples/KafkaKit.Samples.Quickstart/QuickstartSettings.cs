@@ -48,12 +48,28 @@ internal sealed record QuickstartSettings(string? BootstrapServers, int Messages
                     verbose = true;
                     break;
                 default:
-                    Console.Error.WriteLine($"Unknown or incomplete argument '{args[i]}'.");
+                    Console.Error.WriteLine(Problem(args, i));
                     Console.Error.WriteLine(Usage);
                     return null;
             }
         }
 
         return new QuickstartSettings(servers, messages, partitions, verbose, avro, registryUrl);
+    }
+
+    /// <summary>What is wrong with <c>args[i]</c>: a known option's value (named, with what is allowed), a missing value, or an unknown argument.</summary>
+    private static string Problem(string[] args, int i)
+    {
+        var allowed = args[i] switch
+        {
+            "--messages" or "--partitions" => "a whole number from 1 to 2147483647",
+            "--format" => "json or avro",
+            "--bootstrap-servers" => "host:port[,host:port]",
+            "--schema-registry-url" => "a URL",
+            _ => null,
+        };
+        return allowed is null ? $"Unknown argument '{args[i]}'."
+            : i + 1 < args.Length ? $"'{args[i + 1]}' is not a valid value for {args[i]}: use {allowed}."
+            : $"{args[i]} needs a value: {allowed}.";
     }
 }
