@@ -17,7 +17,7 @@ public sealed class ConsumerOrderingTests
 
     [Test]
     [CancelAfter(60_000)]
-    public async Task KeyMode_OnePartitionTwentyKeysRandomDelays_EachOnceInKeyOrderCommittedAtEndAndFasterThanSequential()
+    public async Task KeyMode_OnePartitionTwentyKeysRandomDelays_EachOnceInKeyOrderCommittedAtEndAndKeysConcurrent()
     {
         const int count = 2_000;
         const int keys = 20;
@@ -31,6 +31,9 @@ public sealed class ConsumerOrderingTests
         var inFlightPerKey = new ConcurrentDictionary<string, int>();
         var handled = new ConcurrentDictionary<long, int>();
         var overlapsOfOneKey = 0;
+        var inFlight = 0;
+        var maxInFlight = 0;
+        long busyTicks = 0; // the handlers' own time, summed (Stopwatch ticks)
         long first = 0, last = 0; // Stopwatch timestamps of the first call's start and the latest call's end
         var options = ConsumerTestKit.Options(cluster, "ord-key-group", "ord-key");
         options.Ordering = ConsumerOrdering.Key;
@@ -39,7 +42,9 @@ public sealed class ConsumerOrderingTests
         await using var consumer = new KafkaConsumerBuilder<string, string>("ord-key", options)
             .SetHandler(async (r, ct) =>
             {
-                Interlocked.CompareExchange(ref first, Stopwatch.GetTimestamp(), 0);
+                var start = Stopwatch.GetTimestamp();
+                Interlocked.CompareExchange(ref first, start, 0);
+                ConsumerTestKit.InterlockedMax(ref maxInFlight, Interlocked.Increment(ref inFlight));
                 if (inFlightPerKey.AddOrUpdate(r.Message.Key, 1, (_, n) => n + 1) > 1)
                 {
                     Interlocked.Increment(ref overlapsOfOneKey);
@@ -53,8 +58,11 @@ public sealed class ConsumerOrderingTests
 
                 await Task.Delay(delays[int.Parse(r.Message.Value, CultureInfo.InvariantCulture)], ct);
                 inFlightPerKey.AddOrUpdate(r.Message.Key, 0, (_, n) => n - 1);
+                Interlocked.Decrement(ref inFlight);
                 handled.AddOrUpdate(r.Offset.Value, 1, (_, n) => n + 1);
-                Interlocked.Exchange(ref last, Stopwatch.GetTimestamp());
+                var end = Stopwatch.GetTimestamp();
+                Interlocked.Add(ref busyTicks, end - start);
+                Interlocked.Exchange(ref last, end);
             })
             .Build();
 
@@ -63,8 +71,8 @@ public sealed class ConsumerOrderingTests
         var elapsed = Stopwatch.GetElapsedTime(Interlocked.Read(ref first), Interlocked.Read(ref last));
         await ConsumerTestKit.WaitForCommittedAsync(cluster, "ord-key-group", "ord-key", 1, c => c[0] == count, Patience, $"committed {count}");
 
-        var sequential = TimeSpan.FromMilliseconds(count * 2.5);
-        TestContext.Out.WriteLine($"Key mode: {count} messages, {keys} keys, 0-5 ms handler: {elapsed.TotalMilliseconds:F0} ms (one at a time: at least {sequential.TotalMilliseconds:F0} ms)");
+        var busy = Stopwatch.GetElapsedTime(0, Interlocked.Read(ref busyTicks));
+        TestContext.Out.WriteLine($"Key mode: {count} messages, {keys} keys, 0-5 ms handler: {elapsed.TotalMilliseconds:F0} ms from the first call's start to the last call's end; the handlers' own time summed {busy.TotalMilliseconds:F0} ms (mean concurrency {busy / elapsed:F1}); at most {maxInFlight} in flight");
         Assert.Multiple(() =>
         {
             Assert.That(handled.Values, Has.All.EqualTo(1), "every message handled once");
@@ -74,7 +82,13 @@ public sealed class ConsumerOrderingTests
                 Assert.That(offsets, Is.Ordered, $"key {key} handled in offset order");
             }
 
-            Assert.That(elapsed, Is.LessThan(sequential / 4), "20 keys run concurrently");
+            Assert.That(maxInFlight, Is.InRange(2, keys), "messages of different keys in flight together, at most MaxConcurrency");
+
+            // Not a speed target (OrderingBenchmarks measures that): the handlers' own time summed over the run's wall time
+            // is the mean number of calls in flight. Both grow alike when the machine is loaded (a Task.Delay(2) that
+            // resumes late counts late in both), so the ratio stays near the keys' concurrency (17 measured with 20 keys,
+            // with and without load); one key at a time gives at most 1.
+            Assert.That(elapsed, Is.LessThan(busy / 2), "on average more than two calls in flight");
         });
     }
 
