@@ -10,7 +10,7 @@ namespace KafkaKit.Consuming;
 
 /// <summary>
 /// Produces failed messages, byte for byte, to a dead-letter topic with headers saying where they came from and why
-/// they failed. The producer is created at the first failure, is idempotent with <c>acks=all</c>, and connects like its
+/// they failed. The producer is created at the first failure (or by <see cref="Connect"/>), is idempotent with <c>acks=all</c>, and connects like its
 /// consumer: it inherits the consumer's effective librdkafka properties (bootstrap servers, <c>security.protocol</c>,
 /// <c>ssl.*</c>, <c>sasl.*</c>, <c>socket.*</c>, <c>client.rack</c>, <c>debug</c>...) except the consumer-only ones,
 /// with <c>client.id</c> = the consumer's <c>client.id</c> + <c>"-dlt"</c>. Its librdkafka log lines and errors go to
@@ -55,6 +55,7 @@ internal sealed class DeadLetterPublisher : IDisposable
 
     private readonly object _gate = new();
     private readonly string _name;
+    private readonly string _client;
     private readonly string? _topic;
     private readonly ILogger _logger;
     private readonly ClientLogSummariser _logSummariser;
@@ -66,9 +67,11 @@ internal sealed class DeadLetterPublisher : IDisposable
     /// <param name="consumerConfig">The consumer's effective librdkafka properties.</param>
     /// <param name="topic">The dead-letter topic, or <see langword="null"/> for the source topic + <c>".DLT"</c>.</param>
     /// <param name="logger">The consumer's logger.</param>
-    public DeadLetterPublisher(string consumerName, IReadOnlyDictionary<string, string> consumerConfig, string? topic, ILogger logger)
+    /// <param name="client">The kind of client it serves, for logs ("Consumer", "Share consumer").</param>
+    public DeadLetterPublisher(string consumerName, IReadOnlyDictionary<string, string> consumerConfig, string? topic, ILogger logger, string client = "Consumer")
     {
         _name = consumerName;
+        _client = client;
         _topic = topic;
         _logger = logger;
         _logSummariser = new ClientLogSummariser(logger, consumerName + "-dlt", TimeProvider.System);
@@ -127,6 +130,20 @@ internal sealed class DeadLetterPublisher : IDisposable
         Producer().ProduceAsync(topic, message, cancellationToken);
 
     /// <summary>
+    /// Creates the producer now (not at the first failure) and waits at most <paramref name="timeout"/> for a metadata
+    /// answer, so that its first connections (the bootstrap connection, which librdkafka closes once it knows the
+    /// brokers) are made and closed before the caller's own client starts. Blocks: call it on a dedicated thread.
+    /// </summary>
+    /// <param name="timeout">The bound of the metadata request.</param>
+    /// <exception cref="KafkaException">No metadata arrived within <paramref name="timeout"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The publisher was closed.</exception>
+    internal void Connect(TimeSpan timeout)
+    {
+        using var admin = new DependentAdminClientBuilder(Producer().Handle).Build();
+        admin.GetMetadata(timeout); // all topics: a request naming the dead-letter topic could create it (auto-creation)
+    }
+
+    /// <summary>
     /// Waits for outstanding dead-letter messages at most <paramref name="flushTimeout"/>, purges the rest (their
     /// <see cref="PublishAsync"/> calls fail, so their source offsets are not committed) and releases the producer.
     /// Idempotent; later <see cref="PublishAsync"/> calls throw <see cref="ObjectDisposedException"/>.
@@ -151,7 +168,7 @@ internal sealed class DeadLetterPublisher : IDisposable
         var undelivered = producer.Flush(bound);
         if (undelivered > 0)
         {
-            ConsumerLog.DeadLetterPurged(_logger, _name, undelivered, bound);
+            ConsumerLog.DeadLetterPurged(_logger, _client, _name, undelivered, bound);
             Librdkafka.TryPurge(producer.Handle, inFlight: true);
         }
 
@@ -200,11 +217,11 @@ internal sealed class DeadLetterPublisher : IDisposable
                     {
                         if (_logSummariser.ShouldLog(LogLevel.Warning, error.Reason))
                         {
-                            ConsumerLog.DeadLetterProducerError(_logger, _name, error.Reason, error.Code);
+                            ConsumerLog.DeadLetterProducerError(_logger, _client, _name, error.Reason, error.Code);
                         }
                     })
                     .Build();
-                ConsumerLog.DeadLetterProducerCreated(_logger, _name, ConfigText.Redacted(Config));
+                ConsumerLog.DeadLetterProducerCreated(_logger, _client, _name, ConfigText.Redacted(Config));
             }
 
             return _producer;

@@ -70,6 +70,7 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
     private int _batchPending;
     private int _state;
     private int _stopRequested;
+    private long _stopSince;
     private Exception? _fault;
 
     internal KafkaShareConsumer(
@@ -91,7 +92,7 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
         _handler = handler;
         _logger = logger;
         _logSummariser = new ClientLogSummariser(logger, name, TimeProvider.System);
-        _deadLetters = options.DeadLetterTopic is null ? null : new DeadLetterPublisher(name, config, options.DeadLetterTopic, logger);
+        _deadLetters = options.DeadLetterTopic is null ? null : new DeadLetterPublisher(name, config, options.DeadLetterTopic, logger, "Share consumer");
     }
 
     /// <summary>Gets the share consumer's name (its <c>client.id</c> unless set in the configuration).</summary>
@@ -200,7 +201,13 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
 
     private static TimeSpan? Since(ref long timestamp) => Interlocked.Read(ref timestamp) is var at and not 0 ? Stopwatch.GetElapsedTime(at) : null;
 
-    private void RequestStop() => Volatile.Write(ref _stopRequested, 1);
+    /// <summary>Asks the poll thread to stop: the state becomes Stopping (from Running) and the stop's clock starts (first request only).</summary>
+    private void RequestStop()
+    {
+        Interlocked.CompareExchange(ref _stopSince, Stopwatch.GetTimestamp(), 0);
+        Interlocked.CompareExchange(ref _state, (int)KafkaConsumerState.Stopping, (int)KafkaConsumerState.Running);
+        Volatile.Write(ref _stopRequested, 1);
+    }
 
     /// <summary>Stops the share consumer on an error found on a handler's thread (the first error wins); the poll thread releases what is not handled and the state ends Faulted.</summary>
     private void Fail(Exception error)
