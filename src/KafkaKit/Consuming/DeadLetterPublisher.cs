@@ -36,6 +36,9 @@ internal sealed class DeadLetterPublisher : IDisposable
     /// <summary>Header with the exception's message.</summary>
     public const string ExceptionMessageHeader = "kafkakit-dlt-exception-message";
 
+    /// <summary>Header with the broker's delivery count of the failed record (decimal text; share groups only).</summary>
+    public const string DeliveryCountHeader = "kafkakit-dlt-delivery-count";
+
     /// <summary>
     /// The properties a producer must not inherit from its consumer: librdkafka's consumer-only properties (scope C in
     /// its CONFIGURATION.md, as Confluent.Kafka 2.16's <see cref="ConsumerConfig"/> lists them, plus their aliases),
@@ -87,9 +90,10 @@ internal sealed class DeadLetterPublisher : IDisposable
     /// <param name="groupId">The consumer group, for a header.</param>
     /// <param name="cancellationToken">Cancels the wait.</param>
     /// <param name="origin">Where the record was first consumed from when it comes from a retry topic; <see langword="null"/> for <paramref name="failed"/> itself.</param>
+    /// <param name="deliveryCount">The share group's delivery count of the record, written as <see cref="DeliveryCountHeader"/>; <see langword="null"/> for none.</param>
     /// <returns>The dead-letter topic.</returns>
     /// <exception cref="ObjectDisposedException">The publisher was closed (the consumer stopped).</exception>
-    public async Task<string> PublishAsync(ConsumeResult<byte[]?, byte[]?> failed, Exception error, string groupId, CancellationToken cancellationToken, RecordOrigin? origin = null)
+    public async Task<string> PublishAsync(ConsumeResult<byte[]?, byte[]?> failed, Exception error, string groupId, CancellationToken cancellationToken, RecordOrigin? origin = null, int? deliveryCount = null)
     {
         var (sourceTopic, sourcePartition, sourceOffset) = origin ?? new RecordOrigin(failed.Topic, failed.Partition.Value, failed.Offset.Value);
         var topic = _topic ?? sourceTopic + ".DLT";
@@ -105,6 +109,10 @@ internal sealed class DeadLetterPublisher : IDisposable
         headers.Add(ConsumerGroupHeader, Encoding.UTF8.GetBytes(groupId));
         headers.Add(ExceptionTypeHeader, Encoding.UTF8.GetBytes(error.GetType().FullName ?? error.GetType().Name));
         headers.Add(ExceptionMessageHeader, Encoding.UTF8.GetBytes(error.Message));
+        if (deliveryCount is { } count)
+        {
+            headers.Add(DeliveryCountHeader, Encoding.UTF8.GetBytes(count.ToString(CultureInfo.InvariantCulture)));
+        }
 
         // A deserializer may name more of the failure (e.g. the schema id): string entries of the exception's Data whose
         // key starts with "kafkakit-dlt-" become headers.

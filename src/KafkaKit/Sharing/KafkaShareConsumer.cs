@@ -295,7 +295,7 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
 
         try
         {
-            var topic = await _deadLetters.PublishAsync(raw, error, GroupId, CancellationToken.None).ConfigureAwait(false);
+            var topic = await _deadLetters.PublishAsync(raw, error, GroupId, CancellationToken.None, deliveryCount: record.DeliveryCount).ConfigureAwait(false);
             ShareConsumerLog.DeadLettered(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic, record.DeliveryCount, why, error.GetType().Name, error.Message);
             return OutcomeKind.DeadLettered;
         }

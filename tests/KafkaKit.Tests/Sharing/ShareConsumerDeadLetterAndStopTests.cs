@@ -52,11 +52,7 @@ public sealed class ShareConsumerDeadLetterAndStopTests
         }
 
         var dead = KafkaProbe.ReadAll(cluster.BootstrapServers, "jobs.DLT", 1, 3, TimeSpan.FromSeconds(15));
-        long written;
-        using (var reader = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig { BootstrapServers = cluster.BootstrapServers, GroupId = "watermarks" }).Build())
-        {
-            written = reader.QueryWatermarkOffsets(new TopicPartition("jobs.DLT", 0), TimeSpan.FromSeconds(10)).High.Value;
-        }
+        var written = ShareTestKit.EndOffset(cluster, "jobs.DLT");
 
         var refused = logs.Lines.Where(l => l.EventId.Id is 6008 or 6009 or 6013).Select(l => l.Message).ToList();
         TestContext.Out.WriteLine($"dead letters written {written}; calls {string.Join(", ", calls.OrderBy(c => c.Key))}; health '{health}'; refused acknowledgements: {string.Join(" | ", refused)}");
@@ -64,6 +60,7 @@ public sealed class ShareConsumerDeadLetterAndStopTests
         {
             Assert.That(written, Is.EqualTo(3), "each record dead-lettered exactly once (the dead-letter topic's end offset)");
             Assert.That(dead.Select(d => Encoding.UTF8.GetString(d.Message.Value!)).Order(), Is.EqualTo(new[] { "v0", "v1", "v2" }));
+            Assert.That(dead.Select(d => Encoding.UTF8.GetString(d.Message.Headers.GetLastBytes(DeadLetterPublisher.DeliveryCountHeader))), Is.All.EqualTo("2"), "the dead letter carries the delivery count");
             Assert.That(calls, Is.EquivalentTo(new Dictionary<string, int> { ["v0"] = 2, ["v1"] = 2, ["v2"] = 2 }), "each record handled on two deliveries only");
             Assert.That((consumer.Released, consumer.DeadLettered, consumer.Accepted, consumer.Rejected), Is.EqualTo((3L, 3L, 3L, 0L)));
             Assert.That(refused, Is.Empty, "no acknowledgement refused");
