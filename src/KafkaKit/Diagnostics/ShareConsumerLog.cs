@@ -65,4 +65,7 @@ internal static partial class ShareConsumerLog
 
     [LoggerMessage(6040, LogLevel.Warning, "Share consumer {Name}: the dead-letter producer got no metadata within {Timeout} at start; the share consumer starts anyway and the first dead letter connects it (on the embedded cluster that may end the share sessions, so dead-lettered records can come again): {Error}")]
     public static partial void DeadLetterConnectFailed(ILogger logger, string name, TimeSpan timeout, string error);
+
+    [LoggerMessage(6041, LogLevel.Warning, "Share consumer {Name}: the handler of {Topic} [{Partition}] @{Offset} failed after the share consumer was disposed; the record was released at stop and is delivered again, not dead-lettered here: {ErrorType}: {Error}")]
+    public static partial void EndedAfterStop(ILogger logger, string name, string topic, int partition, long offset, string errorType, string error);
 }

@@ -299,6 +299,12 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
             ShareConsumerLog.DeadLettered(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic, record.DeliveryCount, why, error.GetType().Name, error.Message);
             return OutcomeKind.DeadLettered;
         }
+        catch (ObjectDisposedException) when (StopRequested)
+        {
+            // A handler that ignored its token ended after DisposeAsync: its record was released at stop, so it is not a fault.
+            ShareConsumerLog.EndedAfterStop(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, error.GetType().Name, error.Message);
+            return OutcomeKind.Release;
+        }
         catch (Exception e)
         {
             ShareConsumerLog.DeadLetterFailed(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, e.GetType().Name, e.Message);
