@@ -141,6 +141,9 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>
     /// Starts the poll thread: it creates the native share consumer (librdkafka checks the properties now), subscribes and
     /// starts polling. Returns once the consumer is subscribed; the broker then assigns partitions with its heartbeats.
+    /// With a <see cref="KafkaShareConsumerOptions.DeadLetterTopic"/>, the dead-letter producer is created first and the
+    /// start waits at most 10 s for its first metadata answer (so that its connections do not disturb this member's share
+    /// sessions later); when the cluster does not answer in time, event 6040 is logged and the start goes on.
     /// </summary>
     /// <param name="cancellationToken">Cancels the wait for the start (the thread keeps starting; stop it with <see cref="StopAsync"/>).</param>
     /// <returns>A task that completes when the share consumer polls.</returns>

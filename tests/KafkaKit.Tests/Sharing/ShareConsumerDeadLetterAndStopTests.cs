@@ -286,4 +286,28 @@ public sealed class ShareConsumerDeadLetterAndStopTests
             Assert.That(ShareTestKit.EndOffset(cluster, "jobs.DLT"), Is.Zero, "not dead-lettered by the stopped member");
         });
     }
+
+    /// <summary>With a dead-letter topic and no reachable cluster, the start waits for the dead-letter producer's metadata at most 10 s, logs 6040 and goes on.</summary>
+    [Test]
+    [CancelAfter(60_000)]
+    public async Task DeadLetterTopicAndClusterUnreachable_StartLogsAndGoesOn()
+    {
+        var options = new KafkaShareConsumerOptions { BootstrapServers = "127.0.0.1:1", GroupId = "g", DeadLetterTopic = "jobs.DLT" };
+        options.Topics.Add("jobs");
+        var logs = new CapturingLoggerFactory();
+        await using var consumer = new KafkaShareConsumerBuilder<string, string>("unreachable", options)
+            .SetHandler((_, _) => ValueTask.CompletedTask)
+            .SetLoggerFactory(logs)
+            .Build();
+        var clock = Stopwatch.StartNew();
+        await consumer.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        clock.Stop();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(consumer.State, Is.EqualTo(KafkaConsumerState.Running));
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(20)), "bounded by the 10 s metadata wait");
+            Assert.That(logs.Lines.Where(l => l.EventId.Id == 6040).Select(l => l.Message), Has.One.StartWith("Share consumer unreachable: the dead-letter producer got no metadata within 00:00:10 at start"));
+        });
+    }
 }
