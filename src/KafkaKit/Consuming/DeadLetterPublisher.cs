@@ -10,7 +10,7 @@ namespace KafkaKit.Consuming;
 
 /// <summary>
 /// Produces failed messages, byte for byte, to a dead-letter topic with headers saying where they came from and why
-/// they failed. The producer is created at the first failure, is idempotent with <c>acks=all</c>, and connects like its
+/// they failed. The producer is created at the first failure (or by <see cref="Connect"/>), is idempotent with <c>acks=all</c>, and connects like its
 /// consumer: it inherits the consumer's effective librdkafka properties (bootstrap servers, <c>security.protocol</c>,
 /// <c>ssl.*</c>, <c>sasl.*</c>, <c>socket.*</c>, <c>client.rack</c>, <c>debug</c>...) except the consumer-only ones,
 /// with <c>client.id</c> = the consumer's <c>client.id</c> + <c>"-dlt"</c>. Its librdkafka log lines and errors go to
@@ -36,6 +36,9 @@ internal sealed class DeadLetterPublisher : IDisposable
     /// <summary>Header with the exception's message.</summary>
     public const string ExceptionMessageHeader = "kafkakit-dlt-exception-message";
 
+    /// <summary>Header with the broker's delivery count of the failed record (decimal text; share groups only).</summary>
+    public const string DeliveryCountHeader = "kafkakit-dlt-delivery-count";
+
     /// <summary>
     /// The properties a producer must not inherit from its consumer: librdkafka's consumer-only properties (scope C in
     /// its CONFIGURATION.md, as Confluent.Kafka 2.16's <see cref="ConsumerConfig"/> lists them, plus their aliases),
@@ -55,6 +58,7 @@ internal sealed class DeadLetterPublisher : IDisposable
 
     private readonly object _gate = new();
     private readonly string _name;
+    private readonly string _client;
     private readonly string? _topic;
     private readonly ILogger _logger;
     private readonly ClientLogSummariser _logSummariser;
@@ -66,9 +70,11 @@ internal sealed class DeadLetterPublisher : IDisposable
     /// <param name="consumerConfig">The consumer's effective librdkafka properties.</param>
     /// <param name="topic">The dead-letter topic, or <see langword="null"/> for the source topic + <c>".DLT"</c>.</param>
     /// <param name="logger">The consumer's logger.</param>
-    public DeadLetterPublisher(string consumerName, IReadOnlyDictionary<string, string> consumerConfig, string? topic, ILogger logger)
+    /// <param name="client">The kind of client it serves, for logs ("Consumer", "Share consumer").</param>
+    public DeadLetterPublisher(string consumerName, IReadOnlyDictionary<string, string> consumerConfig, string? topic, ILogger logger, string client = "Consumer")
     {
         _name = consumerName;
+        _client = client;
         _topic = topic;
         _logger = logger;
         _logSummariser = new ClientLogSummariser(logger, consumerName + "-dlt", TimeProvider.System);
@@ -84,9 +90,10 @@ internal sealed class DeadLetterPublisher : IDisposable
     /// <param name="groupId">The consumer group, for a header.</param>
     /// <param name="cancellationToken">Cancels the wait.</param>
     /// <param name="origin">Where the record was first consumed from when it comes from a retry topic; <see langword="null"/> for <paramref name="failed"/> itself.</param>
+    /// <param name="deliveryCount">The share group's delivery count of the record, written as <see cref="DeliveryCountHeader"/>; <see langword="null"/> for none.</param>
     /// <returns>The dead-letter topic.</returns>
     /// <exception cref="ObjectDisposedException">The publisher was closed (the consumer stopped).</exception>
-    public async Task<string> PublishAsync(ConsumeResult<byte[]?, byte[]?> failed, Exception error, string groupId, CancellationToken cancellationToken, RecordOrigin? origin = null)
+    public async Task<string> PublishAsync(ConsumeResult<byte[]?, byte[]?> failed, Exception error, string groupId, CancellationToken cancellationToken, RecordOrigin? origin = null, int? deliveryCount = null)
     {
         var (sourceTopic, sourcePartition, sourceOffset) = origin ?? new RecordOrigin(failed.Topic, failed.Partition.Value, failed.Offset.Value);
         var topic = _topic ?? sourceTopic + ".DLT";
@@ -102,6 +109,10 @@ internal sealed class DeadLetterPublisher : IDisposable
         headers.Add(ConsumerGroupHeader, Encoding.UTF8.GetBytes(groupId));
         headers.Add(ExceptionTypeHeader, Encoding.UTF8.GetBytes(error.GetType().FullName ?? error.GetType().Name));
         headers.Add(ExceptionMessageHeader, Encoding.UTF8.GetBytes(error.Message));
+        if (deliveryCount is { } count)
+        {
+            headers.Add(DeliveryCountHeader, Encoding.UTF8.GetBytes(count.ToString(CultureInfo.InvariantCulture)));
+        }
 
         // A deserializer may name more of the failure (e.g. the schema id): string entries of the exception's Data whose
         // key starts with "kafkakit-dlt-" become headers.
@@ -125,6 +136,20 @@ internal sealed class DeadLetterPublisher : IDisposable
     /// <exception cref="ProduceException{TKey, TValue}">The broker did not acknowledge it (after librdkafka's own retries, within <c>message.timeout.ms</c>).</exception>
     internal Task ProduceAsync(string topic, Message<byte[]?, byte[]?> message, CancellationToken cancellationToken) =>
         Producer().ProduceAsync(topic, message, cancellationToken);
+
+    /// <summary>
+    /// Creates the producer now (not at the first failure) and waits at most <paramref name="timeout"/> for a metadata
+    /// answer, so that its first connections (the bootstrap connection, which librdkafka closes once it knows the
+    /// brokers) are made and closed before the caller's own client starts. Blocks: call it on a dedicated thread.
+    /// </summary>
+    /// <param name="timeout">The bound of the metadata request.</param>
+    /// <exception cref="KafkaException">No metadata arrived within <paramref name="timeout"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The publisher was closed.</exception>
+    internal void Connect(TimeSpan timeout)
+    {
+        using var admin = new DependentAdminClientBuilder(Producer().Handle).Build();
+        admin.GetMetadata(timeout); // all topics: a request naming the dead-letter topic could create it (auto-creation)
+    }
 
     /// <summary>
     /// Waits for outstanding dead-letter messages at most <paramref name="flushTimeout"/>, purges the rest (their
@@ -151,7 +176,7 @@ internal sealed class DeadLetterPublisher : IDisposable
         var undelivered = producer.Flush(bound);
         if (undelivered > 0)
         {
-            ConsumerLog.DeadLetterPurged(_logger, _name, undelivered, bound);
+            ConsumerLog.DeadLetterPurged(_logger, _client, _name, undelivered, bound);
             Librdkafka.TryPurge(producer.Handle, inFlight: true);
         }
 
@@ -200,11 +225,11 @@ internal sealed class DeadLetterPublisher : IDisposable
                     {
                         if (_logSummariser.ShouldLog(LogLevel.Warning, error.Reason))
                         {
-                            ConsumerLog.DeadLetterProducerError(_logger, _name, error.Reason, error.Code);
+                            ConsumerLog.DeadLetterProducerError(_logger, _client, _name, error.Reason, error.Code);
                         }
                     })
                     .Build();
-                ConsumerLog.DeadLetterProducerCreated(_logger, _name, ConfigText.Redacted(Config));
+                ConsumerLog.DeadLetterProducerCreated(_logger, _client, _name, ConfigText.Redacted(Config));
             }
 
             return _producer;

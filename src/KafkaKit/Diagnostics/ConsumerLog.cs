@@ -102,14 +102,14 @@ internal static partial class ConsumerLog
     [LoggerMessage(2044, LogLevel.Debug, "Consumer {Name}: listing the topics the subscription patterns match failed; the next assignment change lists them again.")]
     public static partial void PatternCheckFailed(ILogger logger, Exception exception, string name);
 
-    [LoggerMessage(2060, LogLevel.Information, "Consumer {Name}: dead-letter producer created ({Config}).")]
-    public static partial void DeadLetterProducerCreated(ILogger logger, string name, string config);
+    [LoggerMessage(2060, LogLevel.Information, "{Client} {Name}: dead-letter producer created ({Config}).")]
+    public static partial void DeadLetterProducerCreated(ILogger logger, string client, string name, string config);
 
-    [LoggerMessage(2061, LogLevel.Warning, "Consumer {Name}: dead-letter producer: {Reason} ({Code}).")]
-    public static partial void DeadLetterProducerError(ILogger logger, string name, string reason, ErrorCode code);
+    [LoggerMessage(2061, LogLevel.Warning, "{Client} {Name}: dead-letter producer: {Reason} ({Code}).")]
+    public static partial void DeadLetterProducerError(ILogger logger, string client, string name, string reason, ErrorCode code);
 
-    [LoggerMessage(2062, LogLevel.Warning, "Consumer {Name}: {Undelivered} dead-letter messages were not delivered within {Timeout} at stop; they were purged (their source offsets were not committed, so they are consumed again).")]
-    public static partial void DeadLetterPurged(ILogger logger, string name, int undelivered, TimeSpan timeout);
+    [LoggerMessage(2062, LogLevel.Warning, "{Client} {Name}: {Undelivered} dead-letter messages were not delivered within {Timeout} at stop; they were purged (their source offsets were not committed or their records not acknowledged, so they are consumed again).")]
+    public static partial void DeadLetterPurged(ILogger logger, string client, string name, int undelivered, TimeSpan timeout);
 
     [LoggerMessage(2100, LogLevel.Warning, "Consumer {Name}: {Topic} [{Partition}] @{Offset} failed at index {Index} of a batch of {Count}; the messages before it are done, it is retried alone, the ones after it come again in the next batch.")]
     public static partial void BatchMessageFailed(ILogger logger, Exception exception, string name, string topic, int partition, long offset, int index, int count);

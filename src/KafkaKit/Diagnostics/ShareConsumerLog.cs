@@ -33,7 +33,7 @@ internal static partial class ShareConsumerLog
     [LoggerMessage(6008, LogLevel.Warning, "Share consumer {Name}: acknowledging {Topic} [{Partition}] @{Offset} as {Type} was refused: {Reason} ({Code}); the record is redelivered when its lock expires.")]
     public static partial void AcknowledgeFailed(ILogger logger, string name, string topic, int partition, long offset, string type, string reason, ErrorCode code);
 
-    [LoggerMessage(6009, LogLevel.Warning, "Share consumer {Name}: the broker did not take the acknowledgements of {Count} records of {Topic} [{Partition}]: {Reason} ({Code}); they are redelivered when their locks expire.")]
+    [LoggerMessage(6009, LogLevel.Warning, "Share consumer {Name}: the broker did not take the acknowledgements of {Count} records of {Topic} [{Partition}]: {Reason} ({Code}); they are redelivered: at once when the broker ended the share session, otherwise when their locks expire.")]
     public static partial void AcknowledgementCommitFailed(ILogger logger, string name, string topic, int partition, int count, string reason, ErrorCode code);
 
     [LoggerMessage(6010, LogLevel.Information, "Share consumer {Name} stopping: {InFlight} handlers running, waiting at most {Timeout}.")]
@@ -45,14 +45,14 @@ internal static partial class ShareConsumerLog
     [LoggerMessage(6012, LogLevel.Information, "Share consumer {Name}: released {Count} records not handled at stop; other members receive them at once.")]
     public static partial void ReleasedAtStop(ILogger logger, string name, int count);
 
-    [LoggerMessage(6013, LogLevel.Warning, "Share consumer {Name}: the final acknowledgement commit failed: {Reason} ({Code}); the records concerned are redelivered when their locks expire.")]
+    [LoggerMessage(6013, LogLevel.Warning, "Share consumer {Name}: the final acknowledgement commit failed: {Reason} ({Code}); the records concerned are redelivered: at once when the broker ended the share session, otherwise when their locks expire.")]
     public static partial void FinalCommitFailed(ILogger logger, string name, string reason, ErrorCode code);
 
     [LoggerMessage(6014, LogLevel.Warning, "Share consumer {Name}: close failed: {Reason} ({Code}); the broker removes the member after its session timeout.")]
     public static partial void CloseFailed(ILogger logger, string name, string reason, ErrorCode code);
 
-    [LoggerMessage(6015, LogLevel.Information, "Share consumer {Name} stopped in {Elapsed}: {Accepted} accepted, {Released} released, {Rejected} rejected, {DeadLettered} dead-lettered.")]
-    public static partial void Stopped(ILogger logger, string name, TimeSpan elapsed, long accepted, long released, long rejected, long deadLettered);
+    [LoggerMessage(6015, LogLevel.Information, "Share consumer {Name} stopped {StopDuration} after the stop began: {Accepted} accepted, {Released} released, {Rejected} rejected, {DeadLettered} dead-lettered.")]
+    public static partial void Stopped(ILogger logger, string name, TimeSpan stopDuration, long accepted, long released, long rejected, long deadLettered);
 
     [LoggerMessage(6016, LogLevel.Critical, "Share consumer {Name} faulted: {Reason}")]
     public static partial void Faulted(ILogger logger, string name, string reason, Exception? exception);
@@ -62,4 +62,10 @@ internal static partial class ShareConsumerLog
 
     [LoggerMessage(6018, LogLevel.Warning, "Share consumer {Name}: {Reason} ({Code}).")]
     public static partial void ClientError(ILogger logger, string name, string reason, ErrorCode code);
+
+    [LoggerMessage(6040, LogLevel.Warning, "Share consumer {Name}: the dead-letter producer got no metadata within {Timeout} at start; the share consumer starts anyway and the first dead letter connects it (on the embedded cluster that may end the share sessions, so dead-lettered records can come again): {Error}")]
+    public static partial void DeadLetterConnectFailed(ILogger logger, string name, TimeSpan timeout, string error);
+
+    [LoggerMessage(6041, LogLevel.Warning, "Share consumer {Name}: the handler of {Topic} [{Partition}] @{Offset} failed after the share consumer was disposed; the record was released at stop and is delivered again, not dead-lettered here: {ErrorType}: {Error}")]
+    public static partial void EndedAfterStop(ILogger logger, string name, string topic, int partition, long offset, string errorType, string error);
 }

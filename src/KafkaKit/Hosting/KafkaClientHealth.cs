@@ -49,7 +49,7 @@ internal abstract class KafkaClientHealth
             consumer.SinceLastRun,
             consumer.BatchWait,
             consumer.Options.MaxPollInterval,
-            $"{consumer.Accepted} accepted, {consumer.Released} released, {consumer.Rejected} rejected"));
+            $"{consumer.Accepted} accepted, {consumer.Released} released, {consumer.Rejected} rejected, {consumer.DeadLettered} dead-lettered (and accepted)"));
     }
 
     private sealed class ProducerHealth<TKey, TValue>(IKafkaProducer<TKey, TValue> producer) : KafkaClientHealth

@@ -30,7 +30,7 @@ internal readonly record struct ConsumerProbeView(
 /// <param name="SinceLastRun">How long ago the poll thread last ran (polled or looked at its batch's outcomes), or null before it started.</param>
 /// <param name="BatchWait">How long the current batch has been handled and how many records await an outcome, or null between batches.</param>
 /// <param name="MaxPollInterval">The share consumer's MaxPollInterval.</param>
-/// <param name="Counts">The accepted, released and rejected counts, for the description.</param>
+/// <param name="Counts">The accepted, released, rejected and dead-lettered counts, for the description.</param>
 internal readonly record struct ShareConsumerProbeView(
     KafkaConsumerState State,
     string? FaultMessage,

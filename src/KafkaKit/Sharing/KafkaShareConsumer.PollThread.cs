@@ -20,6 +20,9 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IShareCallbackSin
     /// <summary>How long the final commit (rd_kafka_share_commit_sync) waits for the broker.</summary>
     private static readonly TimeSpan FinalCommitTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>How long the start waits for the dead-letter producer's first metadata answer (see <see cref="ConnectDeadLetters"/>).</summary>
+    private static readonly TimeSpan DeadLetterConnectTimeout = TimeSpan.FromSeconds(10);
+
     private int _unsentAcknowledgements;
     private long _lastFlush;
 
@@ -28,9 +31,9 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IShareCallbackSin
     {
         var self = GCHandle.Alloc((IShareCallbackSink)this);
         var rkshare = IntPtr.Zero;
-        var clock = Stopwatch.StartNew();
         try
         {
+            ConnectDeadLetters();
             rkshare = Create(GCHandle.ToIntPtr(self));
             _started.TrySetResult();
             ShareConsumerLog.Started(_logger, Name, GroupId, string.Join(", ", Topics), _options.MaxConcurrency, _options.MaxDeliveryAttempts);
@@ -85,13 +88,38 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IShareCallbackSin
         {
             if (rkshare != IntPtr.Zero)
             {
+                RequestStop(); // a fatal error ends the loop without a request: the stop begins now
                 Close(rkshare);
                 Volatile.Write(ref _state, (int)(Volatile.Read(ref _fault) is null ? KafkaConsumerState.Stopped : KafkaConsumerState.Faulted));
-                ShareConsumerLog.Stopped(_logger, Name, clock.Elapsed, Accepted, Released, Rejected, DeadLettered);
+                ShareConsumerLog.Stopped(_logger, Name, Stopwatch.GetElapsedTime(Interlocked.Read(ref _stopSince)), Accepted, Released, Rejected, DeadLettered);
             }
 
             self.Free();
             _stopped.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Creates the dead-letter producer before the share consumer subscribes: a client's first connections are made and
+    /// closed (librdkafka drops its bootstrap connection once it knows the brokers) before this member holds records. On
+    /// the embedded cluster a connection closing ends every share session of its broker, so a producer created at the
+    /// first dead letter made the broker refuse the acknowledgements of the records just dead-lettered and deliver them
+    /// again (dead-lettered twice). Failing to reach the cluster here is logged only: the first dead letter tries again.
+    /// </summary>
+    private void ConnectDeadLetters()
+    {
+        if (_deadLetters is null)
+        {
+            return;
+        }
+
+        try
+        {
+            _deadLetters.Connect(DeadLetterConnectTimeout);
+        }
+        catch (KafkaException e)
+        {
+            ShareConsumerLog.DeadLetterConnectFailed(_logger, Name, DeadLetterConnectTimeout, e.Message);
         }
     }
 

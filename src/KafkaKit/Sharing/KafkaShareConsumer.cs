@@ -70,6 +70,7 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
     private int _batchPending;
     private int _state;
     private int _stopRequested;
+    private long _stopSince;
     private Exception? _fault;
 
     internal KafkaShareConsumer(
@@ -91,7 +92,7 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
         _handler = handler;
         _logger = logger;
         _logSummariser = new ClientLogSummariser(logger, name, TimeProvider.System);
-        _deadLetters = options.DeadLetterTopic is null ? null : new DeadLetterPublisher(name, config, options.DeadLetterTopic, logger);
+        _deadLetters = options.DeadLetterTopic is null ? null : new DeadLetterPublisher(name, config, options.DeadLetterTopic, logger, "Share consumer");
     }
 
     /// <summary>Gets the share consumer's name (its <c>client.id</c> unless set in the configuration).</summary>
@@ -140,6 +141,9 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
     /// <summary>
     /// Starts the poll thread: it creates the native share consumer (librdkafka checks the properties now), subscribes and
     /// starts polling. Returns once the consumer is subscribed; the broker then assigns partitions with its heartbeats.
+    /// With a <see cref="KafkaShareConsumerOptions.DeadLetterTopic"/>, the dead-letter producer is created first and the
+    /// start waits at most 10 s for its first metadata answer (so that its connections do not disturb this member's share
+    /// sessions later); when the cluster does not answer in time, event 6040 is logged and the start goes on.
     /// </summary>
     /// <param name="cancellationToken">Cancels the wait for the start (the thread keeps starting; stop it with <see cref="StopAsync"/>).</param>
     /// <returns>A task that completes when the share consumer polls.</returns>
@@ -200,7 +204,13 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
 
     private static TimeSpan? Since(ref long timestamp) => Interlocked.Read(ref timestamp) is var at and not 0 ? Stopwatch.GetElapsedTime(at) : null;
 
-    private void RequestStop() => Volatile.Write(ref _stopRequested, 1);
+    /// <summary>Asks the poll thread to stop: the state becomes Stopping (from Running) and the stop's clock starts (first request only).</summary>
+    private void RequestStop()
+    {
+        Interlocked.CompareExchange(ref _stopSince, Stopwatch.GetTimestamp(), 0);
+        Interlocked.CompareExchange(ref _state, (int)KafkaConsumerState.Stopping, (int)KafkaConsumerState.Running);
+        Volatile.Write(ref _stopRequested, 1);
+    }
 
     /// <summary>Stops the share consumer on an error found on a handler's thread (the first error wins); the poll thread releases what is not handled and the state ends Faulted.</summary>
     private void Fail(Exception error)
@@ -288,9 +298,15 @@ public sealed partial class KafkaShareConsumer<TKey, TValue> : IAsyncDisposable
 
         try
         {
-            var topic = await _deadLetters.PublishAsync(raw, error, GroupId, CancellationToken.None).ConfigureAwait(false);
+            var topic = await _deadLetters.PublishAsync(raw, error, GroupId, CancellationToken.None, deliveryCount: record.DeliveryCount).ConfigureAwait(false);
             ShareConsumerLog.DeadLettered(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, topic, record.DeliveryCount, why, error.GetType().Name, error.Message);
             return OutcomeKind.DeadLettered;
+        }
+        catch (ObjectDisposedException) when (StopRequested)
+        {
+            // A handler that ignored its token ended after DisposeAsync: its record was released at stop, so it is not a fault.
+            ShareConsumerLog.EndedAfterStop(_logger, Name, raw.Topic, raw.Partition.Value, raw.Offset.Value, error.GetType().Name, error.Message);
+            return OutcomeKind.Release;
         }
         catch (Exception e)
         {

@@ -57,12 +57,19 @@ public sealed class KafkaShareConsumerOptions
     public int MaxConcurrency { get; set; } = DefaultMaxConcurrency;
 
     /// <summary>
-    /// Gets or sets the broker's delivery-count limit (<c>group.share.delivery.count.limit</c>, default 5), 1 to 100: a
-    /// handler failure on this delivery attempt (the record's delivery count, counted by the broker) is final, so the
-    /// record is rejected (or dead-lettered, see <see cref="DeadLetterTopic"/>) instead of released. Set it to the broker's
-    /// value; a lower value makes failures final earlier. A failure on an earlier attempt releases the record for
-    /// redelivery (possibly to another member).
+    /// Gets or sets the delivery attempt on which a handler failure is final, 1 to 100, default 5: a failure on this
+    /// delivery (the record's delivery count, counted by the broker) rejects the record (or dead-letters it, see
+    /// <see cref="DeadLetterTopic"/>) instead of releasing it. A failure on an earlier attempt releases the record for
+    /// redelivery (possibly to another member). A lower value makes failures final earlier.
     /// </summary>
+    /// <remarks>
+    /// It must not exceed the broker's delivery-count limit for the group: the broker setting
+    /// <c>group.share.delivery.count.limit</c> (KIP-932, default 5), or the group's own <c>share.delivery.count.limit</c>
+    /// (a group configuration since Apache Kafka 4.3, KIP-1240). Above that limit the broker archives a record released
+    /// on its last delivery by itself: it is neither rejected nor dead-lettered by this consumer and nothing says so
+    /// (the share API does not give the limit, and the acknowledgement's answer does not say the record was archived);
+    /// the only trace is the release log line (event 6004, "failed on delivery N of M") with N below M.
+    /// </remarks>
     public int MaxDeliveryAttempts { get; set; } = DefaultMaxDeliveryAttempts;
 
     /// <summary>

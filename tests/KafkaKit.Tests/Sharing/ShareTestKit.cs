@@ -37,6 +37,13 @@ internal static class ShareTestKit
     public static IProducer<string, string> Producer(EmbeddedKafkaCluster cluster) =>
         new ProducerBuilder<string, string>(new ProducerConfig { BootstrapServers = cluster.BootstrapServers, LingerMs = 5 }).Build();
 
+    /// <summary>The end offset (high watermark) of partition 0 of <paramref name="topic"/>: how many records were ever written to it.</summary>
+    public static long EndOffset(EmbeddedKafkaCluster cluster, string topic)
+    {
+        using var reader = new ConsumerBuilder<byte[], byte[]>(new ConsumerConfig { BootstrapServers = cluster.BootstrapServers, GroupId = "watermarks" }).Build();
+        return reader.QueryWatermarkOffsets(new TopicPartition(topic, 0), TimeSpan.FromSeconds(10)).High.Value;
+    }
+
     /// <summary>Produces values <c>{prefix}{i}</c> for i in [from, from + count), keyed by i.</summary>
     public static void Produce(IProducer<string, string> producer, string topic, int count, string prefix = "v", int from = 0)
     {
